@@ -1,0 +1,9 @@
+//! Analytics: handoff events travel from the store's outbox to ClickHouse ([`Shipper`]) and
+//! come back as dashboard figures ([`reports`]).
+
+pub mod clickhouse;
+pub mod reports;
+mod shipper;
+
+pub use self::clickhouse::{AnalyticsError, ClickHouse};
+pub use shipper::Shipper;

@@ -1,0 +1,62 @@
+//! The bot that answers first: an external bot behind a webhook, or the built-in FAQ bot.
+
+mod faq;
+mod webhook;
+
+pub use faq::FaqBot;
+pub use webhook::WebhookBot;
+
+use async_trait::async_trait;
+
+use crate::model::{Conversation, Message, Priority};
+
+/// What the bot sees when a customer writes.
+pub struct BotTurn<'a> {
+    /// The conversation.
+    pub conversation: &'a Conversation,
+    /// The customer's new message.
+    pub message: &'a Message,
+    /// Earlier messages, oldest first (the new one included last).
+    pub history: &'a [Message],
+}
+
+/// The bot asks for a person.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BotHandoff {
+    /// In the bot's words, why.
+    pub reason: Option<String>,
+    /// What the agent should know.
+    pub summary: Option<String>,
+    /// How urgent, if the bot says.
+    pub priority: Option<Priority>,
+}
+
+/// The bot's answer to one customer message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BotReply {
+    /// Messages to send, in order.
+    pub messages: Vec<String>,
+    /// Set when the bot wants a person to take over.
+    pub handoff: Option<BotHandoff>,
+}
+
+/// The bot could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    /// The external bot could not be reached or timed out.
+    #[error("bot unreachable")]
+    Unreachable(#[source] reqwest::Error),
+    /// It answered with an error status.
+    #[error("bot answered HTTP {0}")]
+    Status(u16),
+    /// It answered something that is not a bot reply.
+    #[error("bot answered an invalid reply: {0}")]
+    InvalidReply(String),
+}
+
+/// A bot.
+#[async_trait]
+pub trait Bot: Send + Sync + 'static {
+    /// Answers one customer message.
+    async fn respond(&self, turn: BotTurn<'_>) -> Result<BotReply, BotError>;
+}

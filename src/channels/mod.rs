@@ -1,0 +1,155 @@
+//! Channels: one connector per channel behind the [`Connector`] trait, and the [`Dispatcher`]
+//! that delivers stored outbound messages through them, retrying with backoff.
+//!
+//! Outbound messages are stored first (status `pending`) and delivered afterwards, so a reply
+//! is never lost when a channel is down: it waits in the store and is retried.
+
+pub mod api;
+pub mod webchat;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+
+use crate::model::{ChannelKind, Timestamp};
+use crate::store::{Delivery, DeliveryOutcome, SharedStore, StoreError};
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// A timeout, a 5xx, a 429, a dropped connection: try again later.
+    #[error("temporary failure: {0}")]
+    Retryable(String),
+    /// The channel refused the message for good (bad recipient, window closed, 4xx).
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+/// Sends messages out through one channel.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The channel this connector serves.
+    fn kind(&self) -> ChannelKind;
+
+    /// Sends one stored outbound message to the customer.
+    async fn send(&self, delivery: &Delivery) -> Result<(), SendError>;
+}
+
+/// The connectors available, by channel.
+#[derive(Clone, Default)]
+pub struct Channels {
+    connectors: HashMap<ChannelKind, Arc<dyn Connector>>,
+}
+
+impl Channels {
+    /// Adds (or replaces) the connector for its channel.
+    pub fn register(&mut self, connector: Arc<dyn Connector>) {
+        self.connectors.insert(connector.kind(), connector);
+    }
+
+    /// The connector for a channel, if one is configured.
+    pub fn get(&self, kind: ChannelKind) -> Option<&Arc<dyn Connector>> {
+        self.connectors.get(&kind)
+    }
+}
+
+/// Attempts before a message is marked failed (about a day with the backoff below).
+pub const MAX_DELIVERY_ATTEMPTS: u32 = 16;
+
+/// Delivers pending outbound messages. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: SharedStore,
+    channels: Channels,
+    kick: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over a store and its connectors.
+    pub fn new(store: SharedStore, channels: Channels) -> Self {
+        Self {
+            store,
+            channels,
+            kick: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Asks the worker to look for due messages now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// One step: tries every message that is due. Returns how many were attempted.
+    pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        let due = self.store.due_deliveries(Timestamp::now(), 200).await?;
+        for delivery in &due {
+            let outcome = match self.channels.get(delivery.channel) {
+                None => DeliveryOutcome::Failed(format!("no connector configured for {}", delivery.channel)),
+                Some(connector) => match connector.send(delivery).await {
+                    Ok(()) => DeliveryOutcome::Sent,
+                    Err(SendError::Permanent(why)) => DeliveryOutcome::Failed(why),
+                    Err(SendError::Retryable(why)) if delivery.attempts + 1 >= MAX_DELIVERY_ATTEMPTS => {
+                        DeliveryOutcome::Failed(format!("gave up after {MAX_DELIVERY_ATTEMPTS} attempts: {why}"))
+                    }
+                    Err(SendError::Retryable(why)) => {
+                        let wait = retry_delay(delivery.attempts);
+                        tracing::warn!(message_id = %delivery.message.id, channel = %delivery.channel,
+                            attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %why,
+                            "delivery failed; will retry");
+                        DeliveryOutcome::RetryAt(
+                            Timestamp::from_millis(Timestamp::now().as_millis() + wait.as_millis() as i64),
+                            why,
+                        )
+                    }
+                },
+            };
+            if let DeliveryOutcome::Failed(why) = &outcome {
+                tracing::error!(message_id = %delivery.message.id, channel = %delivery.channel, error = %why,
+                    "delivery failed permanently");
+            }
+            self.store.record_delivery(delivery.message.id, outcome).await?;
+        }
+        Ok(due.len())
+    }
+
+    /// Runs until `shutdown` turns true: delivers on every kick and at least once a second
+    /// (retries fall due with time, not with kicks).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self.deliver_due().await {
+                Ok(n) if n == 200 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "delivery step failed"),
+            }
+            tokio::select! {
+                _ = self.kick.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: up to 2^attempts seconds, capped at 30 minutes, so
+/// many failing messages do not retry in lockstep.
+pub fn retry_delay(attempts: u32) -> Duration {
+    let cap_ms = (1_000u64 << attempts.min(11)).min(30 * 60 * 1_000);
+    let ms = rand::rng().random_range(cap_ms / 2..=cap_ms);
+    Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_stay_capped() {
+        assert!(retry_delay(0) <= Duration::from_secs(1));
+        assert!(retry_delay(3) >= Duration::from_secs(4));
+        assert!(retry_delay(40) <= Duration::from_secs(30 * 60));
+    }
+}

@@ -1,0 +1,212 @@
+//! Configuration: defaults, overridden by a TOML file (`--config`), overridden by `BATON_*`
+//! environment variables, overridden by command-line flags. Every key is documented in the
+//! README; the environment variable for key `foo_bar` is `BATON_FOO_BAR`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything Baton can be told at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free one.
+    pub bind: String,
+    /// Folder for the SQLite database and generated files.
+    pub data_dir: PathBuf,
+    /// ClickHouse HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    pub clickhouse_url: String,
+    /// ClickHouse database for Baton's tables (created if missing).
+    pub clickhouse_database: String,
+    /// ClickHouse user.
+    pub clickhouse_user: String,
+    /// ClickHouse password.
+    pub clickhouse_password: Option<SecretString>,
+    /// The first admin API token. When unset, one is generated and written to
+    /// `<data_dir>/admin-token` (mode 0600) on first start.
+    pub api_token: Option<SecretString>,
+    /// An external bot's webhook URL. When unset, the built-in FAQ bot answers.
+    pub bot_webhook_url: Option<String>,
+    /// Sent to the external bot as `Authorization: Bearer <secret>` so it can trust Baton.
+    pub bot_webhook_secret: Option<SecretString>,
+    /// How long Baton waits for the external bot, in milliseconds.
+    pub bot_timeout_ms: u64,
+    /// What the customer is told when a handoff starts.
+    pub handoff_notice: String,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seed sample agents and conversations.
+    pub demo: bool,
+    /// `text` or `json` logs.
+    pub log_format: String,
+    /// How often the event shipper sends a batch to ClickHouse, in milliseconds.
+    pub ship_interval_ms: u64,
+    /// The most events one shipment carries.
+    pub ship_batch_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            clickhouse_url: "http://127.0.0.1:8123".into(),
+            clickhouse_database: "baton".into(),
+            clickhouse_user: "default".into(),
+            clickhouse_password: None,
+            api_token: None,
+            bot_webhook_url: None,
+            bot_webhook_secret: None,
+            bot_timeout_ms: 10_000,
+            handoff_notice: "Thanks for your patience. I'm handing you over to a person from our team; \
+                             they will see everything you wrote here and reply in this conversation."
+                .into(),
+            max_body_bytes: 256 * 1024,
+            demo: false,
+            log_format: "text".into(),
+            ship_interval_ms: 1_000,
+            ship_batch_size: 5_000,
+        }
+    }
+}
+
+/// Flags given on the command line, which win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--bind`
+    pub bind: Option<String>,
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--clickhouse-url`
+    pub clickhouse_url: Option<String>,
+    /// `--demo`
+    pub demo: bool,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment did not parse.
+    #[error("cannot read configuration")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but makes no sense.
+    #[error("invalid setting {key}: {why}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        why: String,
+    },
+}
+
+impl Settings {
+    /// Loads defaults, then `file`, then the `BATON_*` environment, then `overrides`.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("BATON")
+                .prefix_separator("_")
+                .try_parsing(true),
+        );
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        if let Some(bind) = overrides.bind {
+            settings.bind = bind;
+        }
+        if let Some(dir) = overrides.data_dir {
+            settings.data_dir = dir;
+        }
+        if let Some(url) = overrides.clickhouse_url {
+            settings.clickhouse_url = url;
+        }
+        settings.demo |= overrides.demo;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that deserialize but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bind.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+            key: "bind",
+            why: e.to_string(),
+        })?;
+        for (key, url) in [("clickhouse_url", Some(&self.clickhouse_url)), ("bot_webhook_url", self.bot_webhook_url.as_ref())] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        why: "must be an http:// or https:// URL".into(),
+                    });
+                }
+            }
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid {
+                key: "log_format",
+                why: "must be text or json".into(),
+            });
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_body_bytes",
+                why: "must be at least 1024".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("baton.sqlite3")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn a_file_overrides_defaults_and_flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("baton.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:9000\"\nclickhouse_database = \"support\"\napi_token = \"s3cret\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&file),
+            Overrides {
+                bind: Some("127.0.0.1:0".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.bind, "127.0.0.1:0");
+        assert_eq!(s.clickhouse_database, "support");
+        assert_eq!(s.api_token.unwrap().expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let s = Settings {
+            api_token: Some(SecretString::from("hunter2-token")),
+            ..Default::default()
+        };
+        assert!(!format!("{s:?}").contains("hunter2-token"));
+    }
+
+    #[test]
+    fn a_bind_address_that_is_not_an_address_is_rejected() {
+        let s = Settings {
+            bind: "localhost".into(),
+            ..Default::default()
+        };
+        assert!(matches!(s.validate(), Err(ConfigError::Invalid { key: "bind", .. })));
+    }
+}

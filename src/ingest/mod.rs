@@ -1,0 +1,191 @@
+//! The inbound pipeline: a normalized message is stored (and only then acknowledged), then
+//! handled in the background: the customer asking for a person starts a handoff; otherwise,
+//! while the bot owns the conversation, the bot answers.
+//!
+//! Handling is at least once: a message is marked handled after its replies are stored, and
+//! on start-up every message not yet handled is picked up again, so a crash between the
+//! acknowledgement and the bot's answer loses nothing. Messages of one conversation are
+//! handled in order by the same worker.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::bot::{Bot, BotTurn};
+use crate::channels::Dispatcher;
+use crate::handoff::{Escalation, Handoffs, intent};
+use crate::model::{AuthorKind, ConversationId, HandoffReason, MessageId, MessageText};
+use crate::store::{InboundMessage, IngestReceipt, OutboundMessage, SharedStore, StoreError};
+
+/// Parallel workers handling inbound messages (one conversation always maps to one worker).
+const WORKERS: usize = 16;
+
+type Job = (MessageId, ConversationId);
+
+/// The inbound pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: SharedStore,
+    bot: Arc<dyn Bot>,
+    handoffs: Handoffs,
+    dispatcher: Dispatcher,
+    queues: Vec<mpsc::UnboundedSender<Job>>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline and spawns its workers; they stop when `shutdown` turns true.
+    pub fn start(
+        store: SharedStore,
+        bot: Arc<dyn Bot>,
+        handoffs: Handoffs,
+        dispatcher: Dispatcher,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let mut queues = Vec::with_capacity(WORKERS);
+        let mut receivers = Vec::with_capacity(WORKERS);
+        for _ in 0..WORKERS {
+            let (tx, rx) = mpsc::unbounded_channel();
+            queues.push(tx);
+            receivers.push(rx);
+        }
+        let pipeline = Self {
+            inner: Arc::new(Inner {
+                store,
+                bot,
+                handoffs,
+                dispatcher,
+                queues,
+            }),
+        };
+        for mut rx in receivers {
+            let p = pipeline.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        job = rx.recv() => match job {
+                            Some((message, conversation)) => p.handle_logged(message, conversation).await,
+                            None => return,
+                        },
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            });
+        }
+        pipeline
+    }
+
+    /// Stores an inbound message and schedules its handling. Returns once it is durable.
+    pub async fn accept(&self, inbound: InboundMessage) -> Result<IngestReceipt, StoreError> {
+        let receipt = self.inner.store.ingest(inbound).await?;
+        if !receipt.duplicate {
+            self.enqueue(receipt.message_id, receipt.conversation_id);
+        }
+        Ok(receipt)
+    }
+
+    /// Re-queues every stored message not yet handled (after a restart).
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let pending = self.inner.store.unprocessed_inbound(100_000).await?;
+        for &(message, conversation) in &pending {
+            self.enqueue(message, conversation);
+        }
+        Ok(pending.len())
+    }
+
+    fn enqueue(&self, message: MessageId, conversation: ConversationId) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        conversation.hash(&mut h);
+        let worker = (h.finish() as usize) % self.inner.queues.len();
+        // A send fails only when the workers stopped (shutdown); recovery picks it up next start.
+        let _ = self.inner.queues[worker].send((message, conversation));
+    }
+
+    async fn handle_logged(&self, message: MessageId, conversation: ConversationId) {
+        if let Err(e) = self.handle(message, conversation).await {
+            tracing::error!(%message, %conversation, error = %e, "handling an inbound message failed; it is retried on restart");
+        }
+    }
+
+    /// One step: handles one stored inbound message (bot answer or handoff) and marks it handled.
+    pub async fn handle(&self, message_id: MessageId, conversation_id: ConversationId) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let conversation = store.conversation(conversation_id).await?;
+        let message = store.message(message_id).await?;
+        if conversation.status.bot_answers() {
+            if intent::asks_for_human(&message.text) {
+                let mut e = Escalation::because(HandoffReason::CustomerRequest);
+                e.reason_detail = Some(message.text.chars().take(200).collect());
+                self.escalate(conversation_id, e).await?;
+            } else {
+                self.ask_bot(&conversation, &message).await?;
+            }
+        }
+        store.mark_processed(message_id).await?;
+        self.inner.dispatcher.kick();
+        Ok(())
+    }
+
+    async fn ask_bot(
+        &self,
+        conversation: &crate::model::Conversation,
+        message: &crate::model::Message,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let history = store.messages(conversation.id, None, 50).await?;
+        let turn = BotTurn {
+            conversation,
+            message,
+            history: &history,
+        };
+        match self.inner.bot.respond(turn).await {
+            Ok(reply) => {
+                for text in reply.messages {
+                    let Ok(text) = MessageText::parse(&text) else {
+                        tracing::warn!(conversation_id = %conversation.id, "bot sent an invalid message; skipped");
+                        continue;
+                    };
+                    store
+                        .append_outbound(
+                            conversation.id,
+                            OutboundMessage {
+                                author_kind: AuthorKind::Bot,
+                                agent_id: None,
+                                text,
+                                html: None,
+                            },
+                        )
+                        .await?;
+                }
+                if let Some(h) = reply.handoff {
+                    let mut e = Escalation::because(HandoffReason::BotRequest);
+                    e.reason_detail = h.reason;
+                    e.summary = h.summary;
+                    e.priority = h.priority.unwrap_or_default();
+                    self.escalate(conversation.id, e).await?;
+                }
+            }
+            Err(err) => {
+                // A bot that cannot answer must not leave the customer talking to nobody.
+                tracing::warn!(conversation_id = %conversation.id, error = %err, "bot failed; handing off");
+                let mut e = Escalation::because(HandoffReason::BotFailure);
+                e.reason_detail = Some(err.to_string());
+                self.escalate(conversation.id, e).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn escalate(&self, conversation: ConversationId, e: Escalation) -> Result<(), StoreError> {
+        match self.inner.handoffs.escalate(conversation, e).await {
+            // Someone else escalated it meanwhile: nothing more to do.
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Agents: the people who take handoffs.
+
+use super::customer::EmailAddress;
+use super::message::str_enum;
+use super::{AgentId, ParseError, Timestamp};
+use std::fmt;
+use std::str::FromStr;
+
+/// Whether an agent can take new tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Takes new tickets.
+    Online,
+    /// Keeps their tickets, takes no new ones.
+    Away,
+    /// Not working.
+    Offline,
+}
+
+str_enum!(Presence, "presence", {
+    Presence::Online => "online",
+    Presence::Away => "away",
+    Presence::Offline => "offline",
+});
+
+/// A skill tag such as `billing` or `lang:es`: lower-case letters, digits and `-_:.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Skill(String);
+
+impl Skill {
+    /// Parses and lower-cases a skill tag.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.is_empty() || s.len() > 64 {
+            return Err(ParseError::new("skill", "must be 1 to 64 characters"));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+        {
+            return Err(ParseError::new(
+                "skill",
+                "may contain only a-z, 0-9 and - _ : .",
+            ));
+        }
+        Ok(Self(s))
+    }
+
+    /// The tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A person who answers handoffs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Agent {
+    /// Their id.
+    pub id: AgentId,
+    /// Display name.
+    pub name: String,
+    /// Login and notification address.
+    pub email: EmailAddress,
+    /// What they can handle.
+    pub skills: Vec<Skill>,
+    /// How many conversations they take at once.
+    pub max_concurrent: u32,
+    /// Whether they take new tickets now.
+    pub presence: Presence,
+    /// When the account was created.
+    pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skills_are_lower_cased_tags() {
+        assert_eq!(Skill::parse(" Billing ").unwrap().as_str(), "billing");
+        assert_eq!(Skill::parse("lang:es").unwrap().as_str(), "lang:es");
+        assert!(Skill::parse("drop table;").is_err());
+    }
+}

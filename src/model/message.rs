@@ -1,0 +1,203 @@
+//! Messages and their attachments.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::{AgentId, ConversationId, MessageId, ParseError, Timestamp};
+
+/// Which way a message travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the customer to support.
+    In,
+    /// From support (bot, agent or system) to the customer.
+    Out,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorKind {
+    /// The customer.
+    Customer,
+    /// The bot (built-in or external).
+    Bot,
+    /// A human agent.
+    Agent,
+    /// Baton itself: notices such as "a person will answer shortly".
+    System,
+}
+
+/// Where an outbound message is on its way to the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Inbound messages have no delivery.
+    Received,
+    /// Waiting to be sent (or to be retried).
+    Pending,
+    /// Handed to the channel.
+    Sent,
+    /// The channel confirmed delivery.
+    Delivered,
+    /// Gave up; the reason is stored with the message.
+    Failed,
+}
+
+macro_rules! str_enum {
+    ($t:ty, $what:literal, { $($v:path => $s:literal),+ $(,)? }) => {
+        impl $t {
+            /// The stable name used in the API and the store.
+            pub fn as_str(self) -> &'static str {
+                match self { $($v => $s),+ }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $t {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok($v),)+
+                    other => Err(ParseError::new($what, format!("unknown value {other:?}"))),
+                }
+            }
+        }
+    };
+}
+pub(crate) use str_enum;
+
+str_enum!(Direction, "direction", { Direction::In => "in", Direction::Out => "out" });
+str_enum!(AuthorKind, "author kind", {
+    AuthorKind::Customer => "customer",
+    AuthorKind::Bot => "bot",
+    AuthorKind::Agent => "agent",
+    AuthorKind::System => "system",
+});
+str_enum!(DeliveryStatus, "delivery status", {
+    DeliveryStatus::Received => "received",
+    DeliveryStatus::Pending => "pending",
+    DeliveryStatus::Sent => "sent",
+    DeliveryStatus::Delivered => "delivered",
+    DeliveryStatus::Failed => "failed",
+});
+
+/// Message text: non-empty after trimming, bounded, without NUL or other control characters
+/// except newlines and tabs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct MessageText(String);
+
+impl MessageText {
+    /// The longest text accepted, in bytes (64 KiB): longer than any chat message, and email
+    /// bodies beyond it are stored as attachments rather than text.
+    pub const MAX_BYTES: usize = 64 * 1024;
+
+    /// Validates message text.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.trim().is_empty() {
+            return Err(ParseError::new("text", "must not be empty"));
+        }
+        if s.len() > Self::MAX_BYTES {
+            return Err(ParseError::new(
+                "text",
+                format!("must be at most {} bytes", Self::MAX_BYTES),
+            ));
+        }
+        if s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ParseError::new(
+                "text",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Consumes it into the string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A file that came with (or goes out with) a message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// MIME type, e.g. `image/png`.
+    pub content_type: String,
+    /// Where the file can be fetched, if it lives elsewhere.
+    pub url: Option<String>,
+    /// The file's name, if known.
+    pub name: Option<String>,
+    /// Size in bytes, if known.
+    pub size: Option<u64>,
+}
+
+/// One message in a conversation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Message {
+    /// Its id.
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Who wrote it.
+    pub author_kind: AuthorKind,
+    /// The agent who wrote it, for agent messages.
+    pub agent_id: Option<AgentId>,
+    /// The visible text.
+    pub text: String,
+    /// An HTML body, when the channel has one (email).
+    pub html: Option<String>,
+    /// Files.
+    pub attachments: Vec<Attachment>,
+    /// The channel's own id for this message, used to ignore duplicate deliveries.
+    pub external_id: Option<String>,
+    /// Delivery state of outbound messages.
+    pub delivery_status: DeliveryStatus,
+    /// When Baton stored it.
+    pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_or_binary_text_is_rejected() {
+        assert!(MessageText::parse("   \n").is_err());
+        assert!(MessageText::parse("hi\u{0}there").is_err());
+        assert!(MessageText::parse(&"x".repeat(MessageText::MAX_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn multi_line_text_is_kept_as_is() {
+        assert_eq!(
+            MessageText::parse("line 1\r\n\tline 2").unwrap().as_str(),
+            "line 1\r\n\tline 2"
+        );
+    }
+
+    #[test]
+    fn enum_names_round_trip() {
+        for d in [
+            DeliveryStatus::Received,
+            DeliveryStatus::Pending,
+            DeliveryStatus::Failed,
+        ] {
+            assert_eq!(d.as_str().parse::<DeliveryStatus>().unwrap(), d);
+        }
+        assert_eq!("agent".parse::<AuthorKind>().unwrap(), AuthorKind::Agent);
+    }
+}

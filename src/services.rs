@@ -1,0 +1,188 @@
+//! The running gateway's parts, wired together once: the store, the pipeline, the handoff
+//! service and the background workers (delivery, routing, event shipping).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::analytics::{ClickHouse, Shipper};
+use crate::bot::{Bot, FaqBot, WebhookBot};
+use crate::channels::api::ApiConnector;
+use crate::channels::webchat::{WebChatConnector, WebChatHub};
+use crate::channels::{Channels, Dispatcher};
+use crate::config::Settings;
+use crate::handoff::{Handoffs, Router};
+use crate::ingest::Pipeline;
+use crate::model::MessageText;
+use crate::store::{Role, SharedStore, SqliteStore};
+
+/// Everything a request handler or a worker needs.
+pub struct Services {
+    /// The configuration the gateway runs with.
+    pub settings: Settings,
+    /// The durable store.
+    pub store: SharedStore,
+    /// Inbound messages.
+    pub pipeline: Pipeline,
+    /// Escalations and ticket actions.
+    pub handoffs: Handoffs,
+    /// Outbound delivery.
+    pub dispatcher: Dispatcher,
+    /// Ticket routing.
+    pub router: Router,
+    /// Events to ClickHouse.
+    pub shipper: Shipper,
+    /// Reports from ClickHouse.
+    pub clickhouse: ClickHouse,
+    /// Live web chat streams.
+    pub hub: WebChatHub,
+    sqlite: Arc<SqliteStore>,
+    shutdown: watch::Sender<bool>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// SHA-256 of a token, hex: what the store keeps instead of the token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token: 32 bytes from the OS generator, hex, with a prefix that makes leaked
+/// tokens easy to find with secret scanners.
+pub fn new_token(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+impl Services {
+    /// Opens the store, makes sure an admin token exists, starts the workers and re-queues
+    /// inbound messages left unhandled by a previous run.
+    pub async fn start(settings: Settings) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+        let sqlite = Arc::new(
+            SqliteStore::open(&settings.database_path())
+                .await
+                .context("cannot open the store")?,
+        );
+        let store: SharedStore = sqlite.clone();
+        ensure_admin_token(&store, &settings).await?;
+
+        let clickhouse = ClickHouse::new(
+            &settings.clickhouse_url,
+            &settings.clickhouse_database,
+            &settings.clickhouse_user,
+            settings.clickhouse_password.as_ref(),
+        )?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let hub = WebChatHub::default();
+        let mut channels = Channels::default();
+        channels.register(Arc::new(ApiConnector));
+        channels.register(Arc::new(WebChatConnector::new(hub.clone())));
+        let dispatcher = Dispatcher::new(store.clone(), channels);
+        let router = Router::new(store.clone());
+        let notice = MessageText::parse(&settings.handoff_notice).context("handoff_notice is not valid message text")?;
+        let handoffs = Handoffs::new(store.clone(), router.clone(), dispatcher.clone(), notice);
+        let bot: Arc<dyn Bot> = match &settings.bot_webhook_url {
+            Some(url) => Arc::new(WebhookBot::new(
+                url.clone(),
+                settings.bot_webhook_secret.clone(),
+                Duration::from_millis(settings.bot_timeout_ms),
+            )?),
+            None => Arc::new(FaqBot),
+        };
+        let pipeline = Pipeline::start(
+            store.clone(),
+            bot,
+            handoffs.clone(),
+            dispatcher.clone(),
+            shutdown_rx.clone(),
+        );
+        let shipper = Shipper::new(
+            store.clone(),
+            clickhouse.clone(),
+            settings.ship_batch_size,
+            Duration::from_millis(settings.ship_interval_ms),
+        );
+
+        let workers = vec![
+            tokio::spawn(dispatcher.clone().run(shutdown_rx.clone())),
+            tokio::spawn(router.clone().run(shutdown_rx.clone())),
+            tokio::spawn(shipper.clone().run(shutdown_rx.clone())),
+        ];
+        let recovered = pipeline.recover().await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "re-queued inbound messages left unhandled by the previous run");
+        }
+
+        Ok(Arc::new(Self {
+            settings,
+            store,
+            pipeline,
+            handoffs,
+            dispatcher,
+            router,
+            shipper,
+            clickhouse,
+            hub,
+            sqlite,
+            shutdown,
+            workers: Mutex::new(workers),
+        }))
+    }
+
+    /// Stops the workers (the shipper makes a last attempt to drain the outbox) and closes
+    /// the store.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in workers {
+            let _ = w.await;
+        }
+        self.sqlite.close().await;
+    }
+}
+
+async fn ensure_admin_token(store: &SharedStore, settings: &Settings) -> anyhow::Result<()> {
+    let token = match &settings.api_token {
+        Some(t) => t.expose_secret().to_owned(),
+        None => read_or_create_token_file(&settings.data_dir.join("admin-token"))?,
+    };
+    store.insert_token(&hash_token(&token), Role::Admin, "first admin").await?;
+    Ok(())
+}
+
+fn read_or_create_token_file(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let t = existing.trim().to_owned();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token = new_token("baton");
+    write_private(path, &token)?;
+    tracing::info!(path = %path.display(), "generated the first admin API token (no BATON_API_TOKEN set)");
+    Ok(token)
+}
+
+/// Writes a file readable only by its owner.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
+}

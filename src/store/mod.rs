@@ -1,0 +1,347 @@
+//! The durable store: customers, conversations, messages, handoffs, agents, tokens and the
+//! event outbox.
+//!
+//! Everything above this module talks to the [`Store`] trait, never to SQL, so a PostgreSQL
+//! backend for several gateway instances is a second implementation of the same trait. The
+//! embedded default is [`SqliteStore`].
+//!
+//! Each method is one transaction: a state change and the handoff events it causes commit
+//! together or not at all, so analytics can never disagree with the store.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+use crate::model::{
+    AgentId, Agent, Attachment, AuthorKind, ChannelKind, Conversation, ConversationId,
+    ConversationStatus, Customer, DeliveryStatus, EmailAddress, Handoff, HandoffEvent, HandoffId,
+    HandoffReason, HandoffStatus, Identity, IllegalTransition, Message, MessageId, MessageText,
+    PhoneNumber, Presence, Priority, Skill, Timestamp,
+};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request conflicts with the current state (e.g. a handoff that is already open).
+    #[error("{0}")]
+    Conflict(String),
+    /// The lifecycle forbids the change.
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    /// The acting agent is not the one the ticket belongs to.
+    #[error("this ticket belongs to another agent")]
+    NotYours,
+    /// The database cannot take writes or reads right now (disk full, locked, gone).
+    /// Callers answer 503 so that senders retry.
+    #[error("store unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A stored value no longer parses: a bug or a hand-edited database.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Anything else from the driver.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Who sent an inbound message, as the channel describes them.
+#[derive(Debug, Clone)]
+pub struct SenderProfile {
+    /// The channel's handle for the sender: how they are recognized next time.
+    pub identity: Identity,
+    /// Their name, if the channel gives one.
+    pub display_name: Option<String>,
+    /// An email address they gave: links them to the same person on other channels.
+    pub email: Option<EmailAddress>,
+    /// A phone number they gave: links them to the same person on other channels.
+    pub phone: Option<PhoneNumber>,
+}
+
+/// A customer message, normalized from any channel, ready to store.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    /// The channel it came on.
+    pub channel: ChannelKind,
+    /// Who sent it.
+    pub sender: SenderProfile,
+    /// The conversation it belongs to when the channel already knows (web chat).
+    pub conversation_id: Option<ConversationId>,
+    /// The channel's id for the message; duplicates of it are ignored.
+    pub external_id: Option<String>,
+    /// The text.
+    pub text: MessageText,
+    /// An HTML body, if any.
+    pub html: Option<String>,
+    /// Files.
+    pub attachments: Vec<Attachment>,
+    /// When the channel says it was sent; Baton orders by its own receive time.
+    pub sent_at: Option<Timestamp>,
+}
+
+/// The result of storing an inbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReceipt {
+    /// The conversation it went into.
+    pub conversation_id: ConversationId,
+    /// The stored message (the earlier one, for a duplicate).
+    pub message_id: MessageId,
+    /// Whether this was a redelivery of a message already stored.
+    pub duplicate: bool,
+}
+
+/// A message from support to the customer, before it is stored.
+#[derive(Debug, Clone)]
+pub struct OutboundMessage {
+    /// Bot, agent or system.
+    pub author_kind: AuthorKind,
+    /// The agent, for agent messages.
+    pub agent_id: Option<AgentId>,
+    /// The text.
+    pub text: MessageText,
+    /// An HTML alternative, if any.
+    pub html: Option<String>,
+}
+
+/// A request to hand a conversation to a person.
+#[derive(Debug, Clone)]
+pub struct HandoffRequest {
+    /// Why.
+    pub reason: HandoffReason,
+    /// Free text that came with the reason.
+    pub reason_detail: Option<String>,
+    /// A summary for the agent.
+    pub summary: Option<String>,
+    /// How urgent.
+    pub priority: Priority,
+    /// Skills the agent needs.
+    pub required_skills: Vec<Skill>,
+    /// What the customer is told, on their channel, right away.
+    pub notice: MessageText,
+}
+
+/// A new agent.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    /// Display name.
+    pub name: String,
+    /// Address.
+    pub email: EmailAddress,
+    /// Skills.
+    pub skills: Vec<Skill>,
+    /// Capacity.
+    pub max_concurrent: u32,
+}
+
+/// What a bearer token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Act as one agent.
+    Agent(AgentId),
+}
+
+/// A ticket offered to an agent by the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    /// The ticket.
+    pub handoff_id: HandoffId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// The agent.
+    pub agent_id: AgentId,
+}
+
+/// Filters for listing conversations.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// Only this channel.
+    pub channel: Option<ChannelKind>,
+    /// Only this status.
+    pub status: Option<ConversationStatus>,
+    /// Resume after this conversation (keyset pagination, newest first).
+    pub before: Option<(Timestamp, ConversationId)>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A message waiting to go out, with what a connector needs to send it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub message: Message,
+    /// The conversation's channel.
+    pub channel: ChannelKind,
+    /// How many attempts were made before this one.
+    pub attempts: u32,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    /// The channel took it.
+    Sent,
+    /// Try again at the given time.
+    RetryAt(Timestamp, String),
+    /// Give up.
+    Failed(String),
+}
+
+/// An event in the outbox, with its position.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// Position in the outbox; entries ship in this order.
+    pub seq: i64,
+    /// The event.
+    pub event: HandoffEvent,
+}
+
+/// The store interface. See the module docs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- customers and inbound messages ---
+
+    /// Stores an inbound message, creating the customer and conversation when needed.
+    /// Returns only after the message is durably committed. A redelivery (same channel and
+    /// external id) is recognized and stored nothing.
+    async fn ingest(&self, inbound: InboundMessage) -> Result<IngestReceipt, StoreError>;
+
+    /// Starts a web chat conversation for a new visitor, keeping the hash of its access token.
+    async fn create_web_conversation(
+        &self,
+        sender: SenderProfile,
+        token_hash: String,
+    ) -> Result<Conversation, StoreError>;
+
+    /// The stored hash of a web chat conversation's access token.
+    async fn widget_token_hash(&self, id: ConversationId) -> Result<Option<String>, StoreError>;
+
+    /// A customer with all their identities.
+    async fn customer(&self, id: crate::model::CustomerId) -> Result<Customer, StoreError>;
+
+    // --- conversations and messages ---
+
+    /// One conversation.
+    async fn conversation(&self, id: ConversationId) -> Result<Conversation, StoreError>;
+
+    /// Conversations, newest first.
+    async fn list_conversations(&self, filter: ConversationFilter) -> Result<Vec<Conversation>, StoreError>;
+
+    /// A conversation's messages in order, optionally only those after a given message.
+    async fn messages(
+        &self,
+        id: ConversationId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// One message.
+    async fn message(&self, id: MessageId) -> Result<Message, StoreError>;
+
+    /// Stores a bot or system message for delivery.
+    async fn append_outbound(&self, id: ConversationId, out: OutboundMessage) -> Result<Message, StoreError>;
+
+    /// Stores an agent's reply: only while a person owns the conversation and, when `agent`
+    /// is given, only by the agent who owns it. Records the first reply of a handoff.
+    async fn append_agent_reply(
+        &self,
+        id: ConversationId,
+        agent: Option<AgentId>,
+        text: MessageText,
+    ) -> Result<Message, StoreError>;
+
+    /// Inbound messages not yet handled by the bot/handoff pipeline, oldest first.
+    async fn unprocessed_inbound(&self, limit: u32) -> Result<Vec<(MessageId, ConversationId)>, StoreError>;
+
+    /// Marks an inbound message handled.
+    async fn mark_processed(&self, id: MessageId) -> Result<(), StoreError>;
+
+    // --- delivery ---
+
+    /// Outbound messages due for a delivery attempt.
+    async fn due_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Records the outcome of a delivery attempt.
+    async fn record_delivery(&self, id: MessageId, outcome: DeliveryOutcome) -> Result<(), StoreError>;
+
+    // --- handoffs ---
+
+    /// Hands a conversation in `bot` status to the queue, tells the customer, and records
+    /// the `requested` and `queued` events. Returns the ticket and the notice message.
+    async fn request_handoff(
+        &self,
+        id: ConversationId,
+        request: HandoffRequest,
+    ) -> Result<(Handoff, Message), StoreError>;
+
+    /// Offers queued tickets to online agents with free capacity, round robin, highest
+    /// priority and longest waiting first. Returns what it assigned.
+    async fn assign_queued(&self) -> Result<Vec<Assignment>, StoreError>;
+
+    /// The agent accepts a ticket offered to them.
+    async fn accept_handoff(&self, id: HandoffId, agent: AgentId) -> Result<Handoff, StoreError>;
+
+    /// Closes a ticket. `agent` is the acting agent, or `None` for an admin.
+    async fn resolve_handoff(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError>;
+
+    /// Hands the conversation back to the bot. `agent` as for [`Store::resolve_handoff`].
+    async fn release_handoff(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError>;
+
+    /// One ticket.
+    async fn handoff(&self, id: HandoffId) -> Result<Handoff, StoreError>;
+
+    /// The conversation's latest ticket, open or not.
+    async fn latest_handoff(&self, id: ConversationId) -> Result<Option<Handoff>, StoreError>;
+
+    /// Tickets, oldest request first, optionally of one status.
+    async fn list_handoffs(&self, status: Option<HandoffStatus>, limit: u32) -> Result<Vec<Handoff>, StoreError>;
+
+    // --- agents and tokens ---
+
+    /// Adds an agent (offline until they say otherwise).
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError>;
+
+    /// One agent.
+    async fn agent(&self, id: AgentId) -> Result<Agent, StoreError>;
+
+    /// Every agent.
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+
+    /// Sets an agent's presence.
+    async fn set_presence(&self, id: AgentId, presence: Presence) -> Result<Agent, StoreError>;
+
+    /// Stores a token hash for a role; idempotent for the same hash.
+    async fn insert_token(&self, token_hash: &str, role: Role, label: &str) -> Result<(), StoreError>;
+
+    /// The role of a (non-revoked) token hash.
+    async fn role_for_token(&self, token_hash: &str) -> Result<Option<Role>, StoreError>;
+
+    // --- event outbox ---
+
+    /// The oldest events waiting to ship.
+    async fn outbox_batch(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Forgets shipped events up to and including `seq`.
+    async fn outbox_ack(&self, up_to_seq: i64) -> Result<(), StoreError>;
+
+    /// How many events wait to ship.
+    async fn outbox_len(&self) -> Result<u64, StoreError>;
+}
+
+/// A store shared across the app.
+pub type SharedStore = std::sync::Arc<dyn Store>;
+
+/// Makes `DeliveryStatus` available to implementations without a long import list.
+pub(crate) fn initial_delivery_status(author: AuthorKind) -> DeliveryStatus {
+    match author {
+        AuthorKind::Customer => DeliveryStatus::Received,
+        _ => DeliveryStatus::Pending,
+    }
+}

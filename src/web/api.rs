@@ -1,0 +1,430 @@
+//! The JSON API under `/api/v1`: the generic API channel, conversations, handoffs, agents.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::handoff::Escalation;
+use crate::model::{
+    Agent, AgentId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer, EmailAddress, Handoff,
+    HandoffId, HandoffReason, HandoffStatus, Identity, Message, MessageText, PhoneNumber, Presence, Priority, Skill,
+    Timestamp,
+};
+use crate::services::{Services, hash_token, new_token};
+use crate::store::{ConversationFilter, InboundMessage, NewAgent, Role, SenderProfile};
+
+/// Registers the API routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/messages", web::post().to(post_message))
+            .route("/conversations", web::get().to(list_conversations))
+            .route("/conversations/{id}", web::get().to(get_conversation))
+            .route("/conversations/{id}/handoff", web::post().to(request_handoff))
+            .route("/conversations/{id}/messages", web::post().to(agent_reply))
+            .route("/handoffs", web::get().to(list_handoffs))
+            .route("/handoffs/{id}", web::get().to(get_handoff))
+            .route("/handoffs/{id}/accept", web::post().to(accept))
+            .route("/handoffs/{id}/resolve", web::post().to(resolve))
+            .route("/handoffs/{id}/release", web::post().to(release))
+            .route("/agents", web::post().to(create_agent))
+            .route("/agents", web::get().to(list_agents))
+            .route("/agents/{id}/presence", web::put().to(set_presence)),
+    );
+}
+
+fn parse_id<T: std::str::FromStr<Err = crate::model::ParseError>>(raw: &str) -> Result<T, ApiError> {
+    Ok(raw.parse::<T>()?)
+}
+
+/// Optional text fields: trimmed, empty means absent, bounded.
+fn optional_text(field: &'static str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.len() > max || v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::BadRequest(format!(
+            "{field} must be at most {max} bytes without control characters"
+        )));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+// --- the generic API channel -----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SenderIn {
+    external_id: String,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageIn {
+    sender: SenderIn,
+    external_id: Option<String>,
+    text: String,
+    timestamp: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    conversation_id: ConversationId,
+    message_id: crate::model::MessageId,
+    duplicate: bool,
+}
+
+async fn post_message(
+    caller: Caller,
+    services: web::Data<Services>,
+    body: web::Json<MessageIn>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let body = body.into_inner();
+    let sender = SenderProfile {
+        identity: Identity::channel(ChannelKind::Api, &body.sender.external_id)?,
+        display_name: optional_text("sender.name", body.sender.name, 200)?,
+        email: body.sender.email.as_deref().map(EmailAddress::parse).transpose()?,
+        phone: body.sender.phone.as_deref().map(PhoneNumber::parse).transpose()?,
+    };
+    let external_id = optional_text("external_id", body.external_id, 256)?;
+    let inbound = InboundMessage {
+        channel: ChannelKind::Api,
+        sender,
+        conversation_id: None,
+        external_id,
+        text: MessageText::parse(&body.text)?,
+        html: None,
+        attachments: Vec::new(),
+        sent_at: body.timestamp.as_deref().map(Timestamp::parse_rfc3339).transpose()?,
+    };
+    let receipt = services.pipeline.accept(inbound).await?;
+    Ok(HttpResponse::Accepted().json(Accepted {
+        conversation_id: receipt.conversation_id,
+        message_id: receipt.message_id,
+        duplicate: receipt.duplicate,
+    }))
+}
+
+// --- conversations ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ListQuery {
+    channel: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ConversationPage {
+    conversations: Vec<Conversation>,
+    next_cursor: Option<String>,
+}
+
+fn encode_cursor(c: &Conversation) -> String {
+    format!("{}_{}", c.created_at.as_millis(), c.id)
+}
+
+fn decode_cursor(s: &str) -> Result<(Timestamp, ConversationId), ApiError> {
+    let bad = || ApiError::BadRequest("invalid cursor".into());
+    let (ms, id) = s.split_once('_').ok_or_else(bad)?;
+    Ok((Timestamp::from_millis(ms.parse().map_err(|_| bad())?), id.parse().map_err(|_| bad())?))
+}
+
+async fn list_conversations(
+    caller: Caller,
+    services: web::Data<Services>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let filter = ConversationFilter {
+        channel: q.channel.as_deref().filter(|s| !s.is_empty()).map(str::parse::<ChannelKind>).transpose()?,
+        status: q.status.as_deref().filter(|s| !s.is_empty()).map(str::parse::<ConversationStatus>).transpose()?,
+        before: q.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit,
+    };
+    let conversations = services.store.list_conversations(filter).await?;
+    let next_cursor = (conversations.len() == limit as usize)
+        .then(|| conversations.last().map(encode_cursor))
+        .flatten();
+    Ok(HttpResponse::Ok().json(ConversationPage {
+        conversations,
+        next_cursor,
+    }))
+}
+
+#[derive(Serialize)]
+struct ConversationDetail {
+    #[serde(flatten)]
+    conversation: Conversation,
+    customer: Customer,
+    messages: Vec<Message>,
+    handoff: Option<Handoff>,
+}
+
+async fn get_conversation(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_id(&path)?;
+    let conversation = services.store.conversation(id).await?;
+    if let Role::Agent(me) = caller.role {
+        // Agents see the conversations they own; the workspace issue widens this to teams.
+        if conversation.assigned_agent_id != Some(me) {
+            return Err(ApiError::Forbidden("this conversation is not assigned to you".into()));
+        }
+    }
+    let customer = services.store.customer(conversation.customer_id).await?;
+    let messages = services.store.messages(id, None, 1000).await?;
+    let handoff = services.store.latest_handoff(id).await?;
+    Ok(HttpResponse::Ok().json(ConversationDetail {
+        conversation,
+        customer,
+        messages,
+        handoff,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HandoffIn {
+    reason: Option<String>,
+    summary: Option<String>,
+    priority: Option<String>,
+    skills: Option<Vec<String>>,
+}
+
+async fn request_handoff(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let id: ConversationId = parse_id(&path)?;
+    let body: HandoffIn = super::optional_json(&body)?;
+    let mut e = Escalation::because(HandoffReason::Manual);
+    e.reason_detail = optional_text("reason", body.reason, 500)?;
+    e.summary = optional_text("summary", body.summary, 4000)?;
+    e.priority = body.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
+    e.required_skills = body
+        .skills
+        .unwrap_or_default()
+        .iter()
+        .map(|s| Skill::parse(s))
+        .collect::<Result<_, _>>()?;
+    let handoff = services.handoffs.escalate(id, e).await?;
+    Ok(HttpResponse::Created().json(handoff))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyIn {
+    text: String,
+    agent_id: Option<String>,
+}
+
+async fn agent_reply(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Json<ReplyIn>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_id(&path)?;
+    let body = body.into_inner();
+    let named = body.agent_id.as_deref().map(parse_id::<AgentId>).transpose()?;
+    let agent = caller.acting_agent(named)?;
+    let text = MessageText::parse(&body.text)?;
+    let message = services.store.append_agent_reply(id, agent, text).await?;
+    services.dispatcher.kick();
+    services.shipper.kick();
+    Ok(HttpResponse::Created().json(message))
+}
+
+// --- handoffs --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct HandoffQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct HandoffList {
+    handoffs: Vec<Handoff>,
+}
+
+async fn list_handoffs(
+    caller: Caller,
+    services: web::Data<Services>,
+    query: web::Query<HandoffQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let status = query.status.as_deref().filter(|s| !s.is_empty()).map(str::parse::<HandoffStatus>).transpose()?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let mut handoffs = services.store.list_handoffs(status, limit).await?;
+    if let Role::Agent(me) = caller.role {
+        handoffs.retain(|h| h.assigned_agent_id == Some(me) || h.status == HandoffStatus::Queued);
+    }
+    Ok(HttpResponse::Ok().json(HandoffList { handoffs }))
+}
+
+async fn get_handoff(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let handoff = services.store.handoff(parse_id(&path)?).await?;
+    if let Role::Agent(me) = caller.role {
+        if handoff.assigned_agent_id != Some(me) && handoff.status != HandoffStatus::Queued {
+            return Err(ApiError::Forbidden("this ticket is not yours".into()));
+        }
+    }
+    Ok(HttpResponse::Ok().json(handoff))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActorIn {
+    agent_id: Option<String>,
+}
+
+fn actor(caller: &Caller, body: &[u8]) -> Result<Option<AgentId>, ApiError> {
+    let body: ActorIn = super::optional_json(body)?;
+    let named = body
+        .agent_id
+        .as_deref()
+        .map(parse_id::<AgentId>)
+        .transpose()?;
+    caller.acting_agent(named)
+}
+
+async fn accept(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id: HandoffId = parse_id(&path)?;
+    let agent = actor(&caller, &body)?
+        .ok_or_else(|| ApiError::BadRequest("an admin must name the accepting agent as agent_id".into()))?;
+    let handoff = services.handoffs.accept(id, agent).await?;
+    services.shipper.kick();
+    Ok(HttpResponse::Ok().json(handoff))
+}
+
+async fn resolve(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id: HandoffId = parse_id(&path)?;
+    let handoff = services.handoffs.resolve(id, actor(&caller, &body)?).await?;
+    services.shipper.kick();
+    Ok(HttpResponse::Ok().json(handoff))
+}
+
+async fn release(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id: HandoffId = parse_id(&path)?;
+    let handoff = services.handoffs.release(id, actor(&caller, &body)?).await?;
+    services.shipper.kick();
+    Ok(HttpResponse::Ok().json(handoff))
+}
+
+// --- agents ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentIn {
+    name: String,
+    email: String,
+    skills: Option<Vec<String>>,
+    max_concurrent: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct CreatedAgent {
+    #[serde(flatten)]
+    agent: Agent,
+    /// The agent's API token, shown once.
+    token: String,
+}
+
+async fn create_agent(
+    caller: Caller,
+    services: web::Data<Services>,
+    body: web::Json<AgentIn>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let body = body.into_inner();
+    let name = optional_text("name", Some(body.name), 200)?
+        .ok_or_else(|| ApiError::BadRequest("name must not be empty".into()))?;
+    let max_concurrent = body.max_concurrent.unwrap_or(3);
+    if max_concurrent > 1000 {
+        return Err(ApiError::BadRequest("max_concurrent must be at most 1000".into()));
+    }
+    let agent = services
+        .store
+        .create_agent(NewAgent {
+            name,
+            email: EmailAddress::parse(&body.email)?,
+            skills: body.skills.unwrap_or_default().iter().map(|s| Skill::parse(s)).collect::<Result<_, _>>()?,
+            max_concurrent,
+        })
+        .await?;
+    let token = new_token("baton_agent");
+    services
+        .store
+        .insert_token(&hash_token(&token), Role::Agent(agent.id), "agent token")
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedAgent { agent, token }))
+}
+
+#[derive(Serialize)]
+struct AgentList {
+    agents: Vec<Agent>,
+}
+
+async fn list_agents(caller: Caller, services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    Ok(HttpResponse::Ok().json(AgentList {
+        agents: services.store.list_agents().await?,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceIn {
+    status: String,
+}
+
+async fn set_presence(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Json<PresenceIn>,
+) -> Result<HttpResponse, ApiError> {
+    let id: AgentId = parse_id(&path)?;
+    caller.acting_agent(Some(id))?;
+    let presence: Presence = body.status.parse()?;
+    let agent = services.store.set_presence(id, presence).await?;
+    if presence == Presence::Online {
+        services.router.kick();
+    }
+    Ok(HttpResponse::Ok().json(agent))
+}

@@ -1,0 +1,72 @@
+//! Who is calling: bearer tokens for machines and agents, a cookie for the dashboard pages.
+//! Tokens are looked up by their SHA-256 hash; the store never holds a usable token.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+
+use super::error::ApiError;
+use crate::model::AgentId;
+use crate::services::{Services, hash_token};
+use crate::store::Role;
+
+/// The cookie that carries a token for browser pages.
+pub const SESSION_COOKIE: &str = "baton_session";
+
+/// An authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// What they may do.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Fails unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Agent(_) => Err(ApiError::Forbidden("this needs an admin token".into())),
+        }
+    }
+
+    /// The agent acting: the caller themselves, or for an admin the agent named in the body.
+    pub fn acting_agent(&self, named: Option<AgentId>) -> Result<Option<AgentId>, ApiError> {
+        match (self.role, named) {
+            (Role::Agent(me), None) => Ok(Some(me)),
+            (Role::Agent(me), Some(other)) if other == me => Ok(Some(me)),
+            (Role::Agent(_), Some(_)) => Err(ApiError::Forbidden("an agent can only act as themselves".into())),
+            (Role::Admin, named) => Ok(named),
+        }
+    }
+}
+
+/// The bearer token of a request, from `Authorization: Bearer` or the session cookie.
+pub fn presented_token(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+    }
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = presented_token(req);
+        let services = req.app_data::<web::Data<Services>>().cloned();
+        Box::pin(async move {
+            let token = token.filter(|t| !t.is_empty() && t.len() <= 256).ok_or(ApiError::Unauthorized)?;
+            let services = services.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("services missing")))?;
+            let role = services
+                .store
+                .role_for_token(&hash_token(&token))
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            Ok(Caller { role })
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! The HTTP side: [`Application::build`] is the one place where the server and its routes are
+//! put together.
+
+mod api;
+mod assets;
+pub mod auth;
+pub mod error;
+mod pages;
+mod widget;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use serde::de::DeserializeOwned;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Settings;
+use crate::services::Services;
+use error::ApiError;
+
+/// A built, listening, not yet running gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    services: Arc<Services>,
+}
+
+impl Application {
+    /// Opens the store, starts the workers, seeds the demo if asked, binds the listener and
+    /// builds the server. The port is known once this returns (`bind` may ask for port 0).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.bind)?;
+        let port = listener.local_addr()?.port();
+        let services = Services::start(settings.clone()).await?;
+        if settings.demo {
+            crate::demo::seed(&services).await?;
+        }
+        let data = web::Data::from(services.clone());
+        let max_body = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler_client(json_client_error))
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "same-origin"))
+                        .add((
+                            "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+                             connect-src 'self'; frame-ancestors 'self'",
+                        )),
+                )
+                .wrap(TracingLogger::default())
+                .app_data(data.clone())
+                .app_data(json_config(max_body))
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::FormConfig::default().limit(16 * 1024))
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    ApiError::BadRequest(format!("invalid path: {e}")).into()
+                }))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::BadRequest(format!("invalid query string: {e}")).into()
+                }))
+                .route("/healthz", web::get().to(healthz))
+                .configure(api::routes)
+                .configure(widget::routes)
+                .configure(pages::routes)
+                .configure(assets::routes)
+                .default_service(web::to(|| async { ApiError::NotFound("route").error_response() }))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        tracing::info!(port, "baton listening");
+        Ok(Self { port, server, services })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The running parts (for tests and the demo).
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]), then finishes in-flight
+    /// requests, stops the workers, flushes the event shipper and closes the store.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.services.shutdown().await;
+        result
+    }
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(move |err, _| {
+        use actix_web::error::JsonPayloadError as E;
+        let api = match &err {
+            E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),
+            E::ContentType => ApiError::BadRequest("expected Content-Type: application/json".into()),
+            E::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
+            other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
+        };
+        api.into()
+    })
+}
+
+/// Parses an optional JSON body: empty means the defaults; anything else must be valid.
+/// (actix's `Option<Json<T>>` would silently turn a malformed body into `None`.)
+pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Every client error leaves as JSON, including those raised by actix itself (unknown method,
+/// body over the limit, ...). Pages that render their own HTML keep it.
+fn json_client_error<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let keep = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if keep {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let message = res
+        .response()
+        .error()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("client error").to_owned());
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        _ => "client_error",
+    };
+    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    let (req, res) = res.into_parts();
+    let mut res = res.set_body(body);
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, res).map_into_right_body()))
+}
+
+async fn healthz(services: web::Data<Services>) -> HttpResponse {
+    let store_ok = services.store.outbox_len().await;
+    let clickhouse_ok = services
+        .clickhouse
+        .client()
+        .query("SELECT 1")
+        .fetch_one::<u8>()
+        .await
+        .is_ok();
+    let body = serde_json::json!({
+        "status": if store_ok.is_ok() { "ok" } else { "degraded" },
+        "store": if store_ok.is_ok() { "ok" } else { "unavailable" },
+        "clickhouse": if clickhouse_ok { "ok" } else { "unavailable" },
+        "outbox_backlog": store_ok.unwrap_or(0),
+    });
+    // The store is what acknowledgements depend on; ClickHouse being down is degraded, not down.
+    if body["store"] == "ok" {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
