@@ -15,7 +15,7 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 
 use crate::model::{
-    AgentId, Agent, Attachment, AuthorKind, ChannelKind, Conversation, ConversationId,
+    Agent, AgentId, Attachment, AuthorKind, ChannelKind, Conversation, ConversationId,
     ConversationStatus, Customer, DeliveryStatus, EmailAddress, Handoff, HandoffEvent, HandoffId,
     HandoffReason, HandoffStatus, Identity, IllegalTransition, Message, MessageId, MessageText,
     PhoneNumber, Presence, Priority, Skill, Timestamp,
@@ -232,7 +232,10 @@ pub trait Store: Send + Sync + 'static {
     async fn conversation(&self, id: ConversationId) -> Result<Conversation, StoreError>;
 
     /// Conversations, newest first.
-    async fn list_conversations(&self, filter: ConversationFilter) -> Result<Vec<Conversation>, StoreError>;
+    async fn list_conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> Result<Vec<Conversation>, StoreError>;
 
     /// A conversation's messages in order, optionally only those after a given message.
     async fn messages(
@@ -246,7 +249,11 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, id: MessageId) -> Result<Message, StoreError>;
 
     /// Stores a bot or system message for delivery.
-    async fn append_outbound(&self, id: ConversationId, out: OutboundMessage) -> Result<Message, StoreError>;
+    async fn append_outbound(
+        &self,
+        id: ConversationId,
+        out: OutboundMessage,
+    ) -> Result<Message, StoreError>;
 
     /// Stores an agent's reply: only while a person owns the conversation and, when `agent`
     /// is given, only by the agent who owns it. Records the first reply of a handoff.
@@ -258,7 +265,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Message, StoreError>;
 
     /// Inbound messages not yet handled by the bot/handoff pipeline, oldest first.
-    async fn unprocessed_inbound(&self, limit: u32) -> Result<Vec<(MessageId, ConversationId)>, StoreError>;
+    async fn unprocessed_inbound(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(MessageId, ConversationId)>, StoreError>;
 
     /// Marks an inbound message handled.
     async fn mark_processed(&self, id: MessageId) -> Result<(), StoreError>;
@@ -266,10 +276,15 @@ pub trait Store: Send + Sync + 'static {
     // --- delivery ---
 
     /// Outbound messages due for a delivery attempt.
-    async fn due_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    async fn due_deliveries(&self, now: Timestamp, limit: u32)
+    -> Result<Vec<Delivery>, StoreError>;
 
     /// Records the outcome of a delivery attempt.
-    async fn record_delivery(&self, id: MessageId, outcome: DeliveryOutcome) -> Result<(), StoreError>;
+    async fn record_delivery(
+        &self,
+        id: MessageId,
+        outcome: DeliveryOutcome,
+    ) -> Result<(), StoreError>;
 
     // --- handoffs ---
 
@@ -289,10 +304,18 @@ pub trait Store: Send + Sync + 'static {
     async fn accept_handoff(&self, id: HandoffId, agent: AgentId) -> Result<Handoff, StoreError>;
 
     /// Closes a ticket. `agent` is the acting agent, or `None` for an admin.
-    async fn resolve_handoff(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError>;
+    async fn resolve_handoff(
+        &self,
+        id: HandoffId,
+        agent: Option<AgentId>,
+    ) -> Result<Handoff, StoreError>;
 
     /// Hands the conversation back to the bot. `agent` as for [`Store::resolve_handoff`].
-    async fn release_handoff(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError>;
+    async fn release_handoff(
+        &self,
+        id: HandoffId,
+        agent: Option<AgentId>,
+    ) -> Result<Handoff, StoreError>;
 
     /// One ticket.
     async fn handoff(&self, id: HandoffId) -> Result<Handoff, StoreError>;
@@ -301,7 +324,11 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_handoff(&self, id: ConversationId) -> Result<Option<Handoff>, StoreError>;
 
     /// Tickets, oldest request first, optionally of one status.
-    async fn list_handoffs(&self, status: Option<HandoffStatus>, limit: u32) -> Result<Vec<Handoff>, StoreError>;
+    async fn list_handoffs(
+        &self,
+        status: Option<HandoffStatus>,
+        limit: u32,
+    ) -> Result<Vec<Handoff>, StoreError>;
 
     // --- agents and tokens ---
 
@@ -318,7 +345,12 @@ pub trait Store: Send + Sync + 'static {
     async fn set_presence(&self, id: AgentId, presence: Presence) -> Result<Agent, StoreError>;
 
     /// Stores a token hash for a role; idempotent for the same hash.
-    async fn insert_token(&self, token_hash: &str, role: Role, label: &str) -> Result<(), StoreError>;
+    async fn insert_token(
+        &self,
+        token_hash: &str,
+        role: Role,
+        label: &str,
+    ) -> Result<(), StoreError>;
 
     /// The role of a (non-revoked) token hash.
     async fn role_for_token(&self, token_hash: &str) -> Result<Option<Role>, StoreError>;

@@ -11,19 +11,22 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::model::{
-    CustomerId, HandoffEventKind, IdentityKind, ParseError,
-};
+use crate::model::{CustomerId, HandoffEventKind, IdentityKind, ParseError};
 
 /// How many inbound messages one group commit takes at most.
 const MAX_GROUP_COMMIT: usize = 256;
 
-type IngestJob = (InboundMessage, oneshot::Sender<Result<IngestReceipt, StoreError>>);
+type IngestJob = (
+    InboundMessage,
+    oneshot::Sender<Result<IngestReceipt, StoreError>>,
+);
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -59,7 +62,11 @@ impl SqliteStore {
             .await?;
         let (ingest_tx, ingest_rx) = mpsc::channel(4 * MAX_GROUP_COMMIT);
         tokio::spawn(ingest_writer(write.clone(), ingest_rx));
-        Ok(Self { read, write, ingest_tx })
+        Ok(Self {
+            read,
+            write,
+            ingest_tx,
+        })
     }
 
     /// Applies migrations to a database file and closes it (`baton migrate`).
@@ -108,7 +115,10 @@ fn parse_col<T: FromStr<Err = ParseError>>(row: &SqliteRow, col: &str) -> Result
     s.parse().map_err(corrupt)
 }
 
-fn parse_opt_col<T: FromStr<Err = ParseError>>(row: &SqliteRow, col: &str) -> Result<Option<T>, StoreError> {
+fn parse_opt_col<T: FromStr<Err = ParseError>>(
+    row: &SqliteRow,
+    col: &str,
+) -> Result<Option<T>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
     s.map(|s| s.parse().map_err(corrupt)).transpose()
 }
@@ -118,7 +128,9 @@ fn ts(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
 }
 
 fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp::from_millis))
+    Ok(row
+        .try_get::<Option<i64>, _>(col)?
+        .map(Timestamp::from_millis))
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
@@ -127,15 +139,16 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Resul
 }
 
 fn skills_json(skills: &[Skill]) -> String {
-    serde_json::to_string(&skills.iter().map(Skill::as_str).collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
+    serde_json::to_string(&skills.iter().map(Skill::as_str).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
 }
 
 fn parse_skills(row: &SqliteRow, col: &str) -> Result<Vec<Skill>, StoreError> {
     let raw: Vec<String> = json_col(row, col)?;
-    raw.iter().map(|s| Skill::parse(s).map_err(corrupt)).collect()
+    raw.iter()
+        .map(|s| Skill::parse(s).map_err(corrupt))
+        .collect()
 }
-
-const CONVERSATION_COLUMNS: &str = "id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at";
 
 fn row_conversation(row: &SqliteRow) -> Result<Conversation, StoreError> {
     Ok(Conversation {
@@ -195,7 +208,9 @@ fn row_agent(row: &SqliteRow) -> Result<Agent, StoreError> {
         name: row.try_get("name")?,
         email: EmailAddress::parse(&email).map_err(corrupt)?,
         skills: parse_skills(row, "skills")?,
-        max_concurrent: row.try_get::<i64, _>("max_concurrent")?.clamp(0, u32::MAX as i64) as u32,
+        max_concurrent: row
+            .try_get::<i64, _>("max_concurrent")?
+            .clamp(0, u32::MAX as i64) as u32,
         presence: parse_col(row, "presence")?,
         created_at: ts(row, "created_at")?,
     })
@@ -220,7 +235,9 @@ async fn ingest_writer(pool: SqlitePool, mut rx: mpsc::Receiver<IngestJob>) {
                 tracing::warn!(error = %batch_error, size = messages.len(), "group commit failed; retrying one by one");
                 for (message, reply) in messages.into_iter().zip(replies) {
                     let result = match ingest_batch(&pool, std::slice::from_ref(&message)).await {
-                        Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Conflict("empty batch".into()))),
+                        Ok(mut r) => r
+                            .pop()
+                            .unwrap_or(Err(StoreError::Conflict("empty batch".into()))),
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(result);
@@ -287,7 +304,9 @@ async fn ingest_one(
                 .ok_or(StoreError::NotFound("conversation"))?;
             let conv_channel: ChannelKind = parse_col(&row, "channel")?;
             if conv_channel != m.channel {
-                return Err(StoreError::Conflict("the conversation is on another channel".into()));
+                return Err(StoreError::Conflict(
+                    "the conversation is on another channel".into(),
+                ));
             }
             let status: ConversationStatus = parse_col(&row, "status")?;
             if status == ConversationStatus::Resolved {
@@ -399,7 +418,10 @@ async fn resolve_customer(
     Ok(customer)
 }
 
-async fn find_identity(conn: &mut SqliteConnection, identity: &Identity) -> Result<Option<CustomerId>, StoreError> {
+async fn find_identity(
+    conn: &mut SqliteConnection,
+    identity: &Identity,
+) -> Result<Option<CustomerId>, StoreError> {
     let row = sqlx::query("SELECT customer_id FROM identities WHERE kind = ? AND value = ?")
         .bind(identity.kind.as_str())
         .bind(&identity.value)
@@ -441,20 +463,27 @@ async fn set_conversation_status(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     from.transition(to)?;
-    let done = sqlx::query("UPDATE conversations SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
-        .bind(to.as_str())
-        .bind(now.as_millis())
-        .bind(id.to_string())
-        .bind(from.as_str())
-        .execute(&mut *conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE conversations SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+    )
+    .bind(to.as_str())
+    .bind(now.as_millis())
+    .bind(id.to_string())
+    .bind(from.as_str())
+    .execute(&mut *conn)
+    .await?;
     if done.rows_affected() != 1 {
-        return Err(StoreError::Conflict("the conversation changed meanwhile".into()));
+        return Err(StoreError::Conflict(
+            "the conversation changed meanwhile".into(),
+        ));
     }
     Ok(())
 }
 
-async fn load_conversation(conn: &mut SqliteConnection, id: ConversationId) -> Result<Conversation, StoreError> {
+async fn load_conversation(
+    conn: &mut SqliteConnection,
+    id: ConversationId,
+) -> Result<Conversation, StoreError> {
     let row = sqlx::query(
         "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at
          FROM conversations WHERE id = ?",
@@ -554,7 +583,10 @@ fn check_owner(handoff: &Handoff, agent: Option<AgentId>) -> Result<(), StoreErr
 }
 
 fn handoff_conflict(handoff: &Handoff, wanted: &str) -> StoreError {
-    StoreError::Conflict(format!("the ticket is {}; it must be {wanted}", handoff.status))
+    StoreError::Conflict(format!(
+        "the ticket is {}; it must be {wanted}",
+        handoff.status
+    ))
 }
 
 #[async_trait]
@@ -578,7 +610,14 @@ impl Store for SqliteStore {
         let mut tx = self.write.begin().await?;
         let now = Timestamp::now();
         let customer = resolve_customer(&mut tx, &sender, now).await?;
-        let id = insert_conversation(&mut tx, ChannelKind::WebChat, customer, Some(&token_hash), now).await?;
+        let id = insert_conversation(
+            &mut tx,
+            ChannelKind::WebChat,
+            customer,
+            Some(&token_hash),
+            now,
+        )
+        .await?;
         let conversation = load_conversation(&mut tx, id).await?;
         tx.commit().await?;
         Ok(conversation)
@@ -589,7 +628,10 @@ impl Store for SqliteStore {
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(|r| r.try_get("widget_token_hash")).transpose()?.flatten())
+        Ok(row
+            .map(|r| r.try_get("widget_token_hash"))
+            .transpose()?
+            .flatten())
     }
 
     async fn customer(&self, id: CustomerId) -> Result<Customer, StoreError> {
@@ -599,19 +641,21 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound("customer"))?;
-        let identities = sqlx::query("SELECT kind, value FROM identities WHERE customer_id = ? ORDER BY created_at, kind")
-            .bind(id.to_string())
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                Ok(Identity {
-                    kind: IdentityKind::parse(&kind).map_err(corrupt)?,
-                    value: r.try_get("value")?,
-                })
+        let identities = sqlx::query(
+            "SELECT kind, value FROM identities WHERE customer_id = ? ORDER BY created_at, kind",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            let kind: String = r.try_get("kind")?;
+            Ok(Identity {
+                kind: IdentityKind::parse(&kind).map_err(corrupt)?,
+                value: r.try_get("value")?,
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Customer {
             id,
             display_name: row.try_get("display_name")?,
@@ -625,7 +669,10 @@ impl Store for SqliteStore {
         load_conversation(&mut conn, id).await
     }
 
-    async fn list_conversations(&self, filter: ConversationFilter) -> Result<Vec<Conversation>, StoreError> {
+    async fn list_conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> Result<Vec<Conversation>, StoreError> {
         let (before_ts, before_id) = match filter.before {
             Some((t, id)) => (Some(t.as_millis()), Some(id.to_string())),
             None => (None, None),
@@ -677,7 +724,11 @@ impl Store for SqliteStore {
         load_message(&mut conn, id).await
     }
 
-    async fn append_outbound(&self, id: ConversationId, out: OutboundMessage) -> Result<Message, StoreError> {
+    async fn append_outbound(
+        &self,
+        id: ConversationId,
+        out: OutboundMessage,
+    ) -> Result<Message, StoreError> {
         let mut tx = self.write.begin().await?;
         let now = Timestamp::now();
         let conversation = load_conversation(&mut tx, id).await?;
@@ -702,11 +753,14 @@ impl Store for SqliteStore {
                 conversation.status
             )));
         }
-        let row = sqlx::query("SELECT * FROM handoffs WHERE conversation_id = ? AND status = 'accepted'")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::Conflict("the conversation has no accepted ticket".into()))?;
+        let row =
+            sqlx::query("SELECT * FROM handoffs WHERE conversation_id = ? AND status = 'accepted'")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict("the conversation has no accepted ticket".into())
+                })?;
         let handoff = row_handoff(&row)?;
         check_owner(&handoff, agent)?;
         let out = OutboundMessage {
@@ -722,14 +776,24 @@ impl Store for SqliteStore {
                 .bind(handoff.id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            emit(&mut tx, HandoffEventKind::FirstAgentReply, &handoff, conversation.channel, now).await?;
+            emit(
+                &mut tx,
+                HandoffEventKind::FirstAgentReply,
+                &handoff,
+                conversation.channel,
+                now,
+            )
+            .await?;
         }
         let message = load_message(&mut tx, message_id).await?;
         tx.commit().await?;
         Ok(message)
     }
 
-    async fn unprocessed_inbound(&self, limit: u32) -> Result<Vec<(MessageId, ConversationId)>, StoreError> {
+    async fn unprocessed_inbound(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(MessageId, ConversationId)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, conversation_id FROM messages WHERE needs_processing = 1 ORDER BY created_at, id LIMIT ?",
         )
@@ -749,7 +813,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn due_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM messages
              WHERE delivery_status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
@@ -770,10 +838,16 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn record_delivery(&self, id: MessageId, outcome: DeliveryOutcome) -> Result<(), StoreError> {
+    async fn record_delivery(
+        &self,
+        id: MessageId,
+        outcome: DeliveryOutcome,
+    ) -> Result<(), StoreError> {
         let (status, next, error) = match outcome {
             DeliveryOutcome::Sent => (DeliveryStatus::Sent, None, None),
-            DeliveryOutcome::RetryAt(at, e) => (DeliveryStatus::Pending, Some(at.as_millis()), Some(e)),
+            DeliveryOutcome::RetryAt(at, e) => {
+                (DeliveryStatus::Pending, Some(at.as_millis()), Some(e))
+            }
             DeliveryOutcome::Failed(e) => (DeliveryStatus::Failed, None, Some(e)),
         };
         sqlx::query(
@@ -803,7 +877,14 @@ impl Store for SqliteStore {
                 conversation.status
             )));
         }
-        set_conversation_status(&mut tx, id, ConversationStatus::Bot, ConversationStatus::Queued, now).await?;
+        set_conversation_status(
+            &mut tx,
+            id,
+            ConversationStatus::Bot,
+            ConversationStatus::Queued,
+            now,
+        )
+        .await?;
         let handoff_id = HandoffId::new();
         sqlx::query(
             "INSERT INTO handoffs (id, conversation_id, reason, reason_detail, summary, priority, priority_rank,
@@ -822,8 +903,22 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let handoff = load_handoff(&mut tx, handoff_id).await?;
-        emit(&mut tx, HandoffEventKind::Requested, &handoff, conversation.channel, now).await?;
-        emit(&mut tx, HandoffEventKind::Queued, &handoff, conversation.channel, now).await?;
+        emit(
+            &mut tx,
+            HandoffEventKind::Requested,
+            &handoff,
+            conversation.channel,
+            now,
+        )
+        .await?;
+        emit(
+            &mut tx,
+            HandoffEventKind::Queued,
+            &handoff,
+            conversation.channel,
+            now,
+        )
+        .await?;
         let notice = OutboundMessage {
             author_kind: AuthorKind::System,
             agent_id: None,
@@ -872,10 +967,11 @@ impl Store for SqliteStore {
         })
         .collect::<Result<_, StoreError>>()?;
         // Strict rotation even within one millisecond: each assignment gets the next number.
-        let mut turn: i64 = sqlx::query("SELECT coalesce(max(last_assigned_at), 0) AS m FROM agents")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("m")?;
+        let mut turn: i64 =
+            sqlx::query("SELECT coalesce(max(last_assigned_at), 0) AS m FROM agents")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("m")?;
         turn = turn.max(now.as_millis());
 
         let mut assigned = Vec::new();
@@ -883,7 +979,11 @@ impl Store for SqliteStore {
             let handoff = row_handoff(row)?;
             let channel: ChannelKind = parse_col(row, "channel")?;
             let Some(pos) = agents.iter().position(|a| {
-                a.free > 0 && handoff.required_skills.iter().all(|s| a.skills.iter().any(|k| k.as_str() == s))
+                a.free > 0
+                    && handoff
+                        .required_skills
+                        .iter()
+                        .all(|s| a.skills.iter().any(|k| k.as_str() == s))
             }) else {
                 continue;
             };
@@ -938,45 +1038,89 @@ impl Store for SqliteStore {
         let now = Timestamp::now();
         let handoff = load_handoff(&mut tx, id).await?;
         if handoff.status != HandoffStatus::Assigned {
-            return Err(handoff_conflict(&handoff, "offered (assigned) to be accepted"));
+            return Err(handoff_conflict(
+                &handoff,
+                "offered (assigned) to be accepted",
+            ));
         }
         check_owner(&handoff, Some(agent))?;
         let conversation = load_conversation(&mut tx, handoff.conversation_id).await?;
-        set_conversation_status(&mut tx, conversation.id, conversation.status, ConversationStatus::Agent, now).await?;
+        set_conversation_status(
+            &mut tx,
+            conversation.id,
+            conversation.status,
+            ConversationStatus::Agent,
+            now,
+        )
+        .await?;
         sqlx::query("UPDATE handoffs SET status = 'accepted', accepted_at = ? WHERE id = ?")
             .bind(now.as_millis())
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
         let handoff = load_handoff(&mut tx, id).await?;
-        emit(&mut tx, HandoffEventKind::Accepted, &handoff, conversation.channel, now).await?;
+        emit(
+            &mut tx,
+            HandoffEventKind::Accepted,
+            &handoff,
+            conversation.channel,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(handoff)
     }
 
-    async fn resolve_handoff(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError> {
+    async fn resolve_handoff(
+        &self,
+        id: HandoffId,
+        agent: Option<AgentId>,
+    ) -> Result<Handoff, StoreError> {
         let mut tx = self.write.begin().await?;
         let now = Timestamp::now();
         let handoff = load_handoff(&mut tx, id).await?;
-        if !matches!(handoff.status, HandoffStatus::Assigned | HandoffStatus::Accepted) {
-            return Err(handoff_conflict(&handoff, "assigned or accepted to be resolved"));
+        if !matches!(
+            handoff.status,
+            HandoffStatus::Assigned | HandoffStatus::Accepted
+        ) {
+            return Err(handoff_conflict(
+                &handoff,
+                "assigned or accepted to be resolved",
+            ));
         }
         check_owner(&handoff, agent)?;
         let conversation = load_conversation(&mut tx, handoff.conversation_id).await?;
-        set_conversation_status(&mut tx, conversation.id, conversation.status, ConversationStatus::Resolved, now)
-            .await?;
+        set_conversation_status(
+            &mut tx,
+            conversation.id,
+            conversation.status,
+            ConversationStatus::Resolved,
+            now,
+        )
+        .await?;
         sqlx::query("UPDATE handoffs SET status = 'resolved', closed_at = ? WHERE id = ?")
             .bind(now.as_millis())
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
         let handoff = load_handoff(&mut tx, id).await?;
-        emit(&mut tx, HandoffEventKind::Resolved, &handoff, conversation.channel, now).await?;
+        emit(
+            &mut tx,
+            HandoffEventKind::Resolved,
+            &handoff,
+            conversation.channel,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(handoff)
     }
 
-    async fn release_handoff(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError> {
+    async fn release_handoff(
+        &self,
+        id: HandoffId,
+        agent: Option<AgentId>,
+    ) -> Result<Handoff, StoreError> {
         let mut tx = self.write.begin().await?;
         let now = Timestamp::now();
         let handoff = load_handoff(&mut tx, id).await?;
@@ -985,7 +1129,14 @@ impl Store for SqliteStore {
         }
         check_owner(&handoff, agent)?;
         let conversation = load_conversation(&mut tx, handoff.conversation_id).await?;
-        set_conversation_status(&mut tx, conversation.id, conversation.status, ConversationStatus::Bot, now).await?;
+        set_conversation_status(
+            &mut tx,
+            conversation.id,
+            conversation.status,
+            ConversationStatus::Bot,
+            now,
+        )
+        .await?;
         sqlx::query("UPDATE conversations SET assigned_agent_id = NULL WHERE id = ?")
             .bind(conversation.id.to_string())
             .execute(&mut *tx)
@@ -996,7 +1147,14 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let handoff = load_handoff(&mut tx, id).await?;
-        emit(&mut tx, HandoffEventKind::Released, &handoff, conversation.channel, now).await?;
+        emit(
+            &mut tx,
+            HandoffEventKind::Released,
+            &handoff,
+            conversation.channel,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(handoff)
     }
@@ -1014,7 +1172,11 @@ impl Store for SqliteStore {
         row.as_ref().map(row_handoff).transpose()
     }
 
-    async fn list_handoffs(&self, status: Option<HandoffStatus>, limit: u32) -> Result<Vec<Handoff>, StoreError> {
+    async fn list_handoffs(
+        &self,
+        status: Option<HandoffStatus>,
+        limit: u32,
+    ) -> Result<Vec<Handoff>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM handoffs WHERE (?1 IS NULL OR status = ?1)
              ORDER BY priority_rank DESC, requested_at, id LIMIT ?2",
@@ -1043,7 +1205,9 @@ impl Store for SqliteStore {
         .await;
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict("an agent with this email already exists".into()));
+                return Err(StoreError::Conflict(
+                    "an agent with this email already exists".into(),
+                ));
             }
             other => {
                 other?;
@@ -1062,7 +1226,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM agents ORDER BY name, id").fetch_all(&self.read).await?;
+        let rows = sqlx::query("SELECT * FROM agents ORDER BY name, id")
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(row_agent).collect()
     }
 
@@ -1078,7 +1244,12 @@ impl Store for SqliteStore {
         self.agent(id).await
     }
 
-    async fn insert_token(&self, token_hash: &str, role: Role, label: &str) -> Result<(), StoreError> {
+    async fn insert_token(
+        &self,
+        token_hash: &str,
+        role: Role,
+        label: &str,
+    ) -> Result<(), StoreError> {
         let (role_name, agent) = match role {
             Role::Admin => ("admin", None),
             Role::Agent(a) => ("agent", Some(a.to_string())),
@@ -1099,10 +1270,12 @@ impl Store for SqliteStore {
     }
 
     async fn role_for_token(&self, token_hash: &str) -> Result<Option<Role>, StoreError> {
-        let row = sqlx::query("SELECT role, agent_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
-            .bind(token_hash)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(
+            "SELECT role, agent_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let role: String = row.try_get("role")?;
         match role.as_str() {
