@@ -130,11 +130,16 @@ impl Settings {
 
     /// Checks values that deserialize but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.bind.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
-            key: "bind",
-            why: e.to_string(),
-        })?;
-        for (key, url) in [("clickhouse_url", Some(&self.clickhouse_url)), ("bot_webhook_url", self.bot_webhook_url.as_ref())] {
+        self.bind
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "bind",
+                why: e.to_string(),
+            })?;
+        for (key, url) in [
+            ("clickhouse_url", Some(&self.clickhouse_url)),
+            ("bot_webhook_url", self.bot_webhook_url.as_ref()),
+        ] {
             if let Some(url) = url {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(ConfigError::Invalid {
@@ -207,6 +212,9 @@ mod tests {
             bind: "localhost".into(),
             ..Default::default()
         };
-        assert!(matches!(s.validate(), Err(ConfigError::Invalid { key: "bind", .. })));
+        assert!(matches!(
+            s.validate(),
+            Err(ConfigError::Invalid { key: "bind", .. })
+        ));
     }
 }

@@ -8,17 +8,44 @@ use crate::services::{Services, hash_token, new_token, write_private};
 use crate::store::{InboundMessage, NewAgent, Role, SenderProfile};
 
 const AGENTS: &[(&str, &str, &[&str], Presence)] = &[
-    ("Ada Lovelace", "ada@example.com", &["billing", "lang:en"], Presence::Online),
-    ("Grace Hopper", "grace@example.com", &["technical", "lang:en"], Presence::Online),
-    ("Linus Pauling", "linus@example.com", &["billing"], Presence::Away),
+    (
+        "Ada Lovelace",
+        "ada@example.com",
+        &["billing", "lang:en"],
+        Presence::Online,
+    ),
+    (
+        "Grace Hopper",
+        "grace@example.com",
+        &["technical", "lang:en"],
+        Presence::Online,
+    ),
+    (
+        "Linus Pauling",
+        "linus@example.com",
+        &["billing"],
+        Presence::Away,
+    ),
 ];
 
 const CONVERSATIONS: &[(&str, &str, &str)] = &[
     ("demo-customer-1", "Maya", "What are your opening hours?"),
     ("demo-customer-2", "Tom", "I forgot my password"),
-    ("demo-customer-3", "Priya", "My parcel never arrived. I want to talk to a human."),
-    ("demo-customer-4", "Jonas", "How much does the premium plan cost?"),
-    ("demo-customer-5", "Lea", "Can I speak to a real person please?"),
+    (
+        "demo-customer-3",
+        "Priya",
+        "My parcel never arrived. I want to talk to a human.",
+    ),
+    (
+        "demo-customer-4",
+        "Jonas",
+        "How much does the premium plan cost?",
+    ),
+    (
+        "demo-customer-5",
+        "Lea",
+        "Can I speak to a real person please?",
+    ),
 ];
 
 /// Seeds the demo data.
@@ -31,7 +58,10 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
                 .create_agent(NewAgent {
                     name: (*name).into(),
                     email: EmailAddress::parse(email)?,
-                    skills: skills.iter().map(|s| Skill::parse(s)).collect::<Result<_, _>>()?,
+                    skills: skills
+                        .iter()
+                        .map(|s| Skill::parse(s))
+                        .collect::<Result<_, _>>()?,
                     max_concurrent: 3,
                 })
                 .await?;

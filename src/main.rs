@@ -11,7 +11,11 @@ use baton::store::SqliteStore;
 use baton::web::Application;
 
 #[derive(Parser)]
-#[command(name = "baton", version, about = "Omnichannel support gateway: bot first, then a person, with analytics")]
+#[command(
+    name = "baton",
+    version,
+    about = "Omnichannel support gateway: bot first, then a person, with analytics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,9 @@ async fn main() -> anyhow::Result<()> {
             let settings = load(common, None, false)?;
             baton::telemetry::init(&settings.log_format);
             std::fs::create_dir_all(&settings.data_dir)?;
-            SqliteStore::migrate(&settings.database_path()).await.context("SQLite migrations")?;
+            SqliteStore::migrate(&settings.database_path())
+                .await
+                .context("SQLite migrations")?;
             ClickHouse::new(
                 &settings.clickhouse_url,
                 &settings.clickhouse_database,

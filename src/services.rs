@@ -63,8 +63,12 @@ impl Services {
     /// Opens the store, makes sure an admin token exists, starts the workers and re-queues
     /// inbound messages left unhandled by a previous run.
     pub async fn start(settings: Settings) -> anyhow::Result<Arc<Self>> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
         let sqlite = Arc::new(
             SqliteStore::open(&settings.database_path())
                 .await
@@ -87,7 +91,8 @@ impl Services {
         channels.register(Arc::new(WebChatConnector::new(hub.clone())));
         let dispatcher = Dispatcher::new(store.clone(), channels);
         let router = Router::new(store.clone());
-        let notice = MessageText::parse(&settings.handoff_notice).context("handoff_notice is not valid message text")?;
+        let notice = MessageText::parse(&settings.handoff_notice)
+            .context("handoff_notice is not valid message text")?;
         let handoffs = Handoffs::new(store.clone(), router.clone(), dispatcher.clone(), notice);
         let bot: Arc<dyn Bot> = match &settings.bot_webhook_url {
             Some(url) => Arc::new(WebhookBot::new(
@@ -118,7 +123,10 @@ impl Services {
         ];
         let recovered = pipeline.recover().await?;
         if recovered > 0 {
-            tracing::info!(recovered, "re-queued inbound messages left unhandled by the previous run");
+            tracing::info!(
+                recovered,
+                "re-queued inbound messages left unhandled by the previous run"
+            );
         }
 
         Ok(Arc::new(Self {
@@ -154,7 +162,9 @@ async fn ensure_admin_token(store: &SharedStore, settings: &Settings) -> anyhow:
         Some(t) => t.expose_secret().to_owned(),
         None => read_or_create_token_file(&settings.data_dir.join("admin-token"))?,
     };
-    store.insert_token(&hash_token(&token), Role::Admin, "first admin").await?;
+    store
+        .insert_token(&hash_token(&token), Role::Admin, "first admin")
+        .await?;
     Ok(())
 }
 
@@ -181,7 +191,9 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     f.write_all(b"\n")?;
     Ok(())

@@ -40,7 +40,11 @@ impl ClickHouse {
         user: &str,
         password: Option<&SecretString>,
     ) -> Result<Self, AnalyticsError> {
-        if database.is_empty() || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if database.is_empty()
+            || !database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             return Err(AnalyticsError::InvalidDatabase(database.to_owned()));
         }
         let mut server = Client::default()
@@ -82,7 +86,11 @@ impl ClickHouse {
             )
             .execute()
             .await?;
-        let applied: Vec<String> = self.db.query("SELECT name FROM schema_migrations").fetch_all().await?;
+        let applied: Vec<String> = self
+            .db
+            .query("SELECT name FROM schema_migrations")
+            .fetch_all()
+            .await?;
         for (name, sql) in MIGRATIONS {
             if applied.iter().any(|a| a == name) {
                 continue;
@@ -101,7 +109,10 @@ impl ClickHouse {
     }
 
     /// Inserts events in one INSERT.
-    pub async fn insert_events(&self, events: &[(i64, HandoffEvent)]) -> Result<(), AnalyticsError> {
+    pub async fn insert_events(
+        &self,
+        events: &[(i64, HandoffEvent)],
+    ) -> Result<(), AnalyticsError> {
         let mut insert = self.db.insert::<EventRow>("handoff_events").await?;
         for (seq, e) in events {
             insert.write(&EventRow::from_event(*seq, e)).await?;
@@ -178,7 +189,8 @@ impl EventRow {
             reason: e.reason.as_str().to_owned(),
             priority: e.priority.as_str().to_owned(),
             agent_id: e.agent_id.map(|a| a.to_string()).unwrap_or_default(),
-            occurred_at: crate::model::Timestamp::from_millis(e.occurred_at_ms).as_unix_seconds_u32(),
+            occurred_at: crate::model::Timestamp::from_millis(e.occurred_at_ms)
+                .as_unix_seconds_u32(),
             occurred_at_ms: e.occurred_at_ms.max(0) as u64,
             wait_ms: e.wait_ms.max(0) as u64,
             seq: seq.max(0) as u64,
@@ -192,8 +204,12 @@ mod tests {
 
     #[test]
     fn migration_files_split_into_statements_without_comments() {
-        let parts = split_statements("-- a comment; here\nCREATE TABLE a (x UInt8);\n\nSELECT 1;\n");
-        assert_eq!(parts, vec!["CREATE TABLE a (x UInt8)".to_owned(), "SELECT 1".to_owned()]);
+        let parts =
+            split_statements("-- a comment; here\nCREATE TABLE a (x UInt8);\n\nSELECT 1;\n");
+        assert_eq!(
+            parts,
+            vec!["CREATE TABLE a (x UInt8)".to_owned(), "SELECT 1".to_owned()]
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub async fn summary(ch: &ClickHouse) -> Result<Summary, AnalyticsError> {
         .await?;
     let wait: WaitRow = client
         .query(
-            "SELECT count() AS assigned, if(count() = 0, nan, quantileExact(0.5)(wait_ms)) AS median_wait
+            "SELECT count() AS assigned, if(count() = 0, nan, toFloat64(quantileExact(0.5)(wait_ms))) AS median_wait
              FROM handoff_events FINAL
              WHERE event_type = 'assigned' AND occurred_at >= toStartOfDay(now())",
         )
@@ -71,7 +71,8 @@ pub async fn summary(ch: &ClickHouse) -> Result<Summary, AnalyticsError> {
         today_total: today_by_channel.iter().map(|c| c.handoffs).sum(),
         today_by_channel,
         queued_now,
-        median_wait_to_assign_ms: (wait.assigned > 0 && wait.median_wait.is_finite()).then_some(wait.median_wait),
+        median_wait_to_assign_ms: (wait.assigned > 0 && wait.median_wait.is_finite())
+            .then_some(wait.median_wait),
         assigned_today: wait.assigned,
     })
 }

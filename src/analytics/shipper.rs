@@ -39,7 +39,12 @@ pub struct Shipper {
 
 impl Shipper {
     /// A shipper sending up to `batch_size` events per INSERT, every `interval` at the latest.
-    pub fn new(store: SharedStore, clickhouse: ClickHouse, batch_size: u32, interval: Duration) -> Self {
+    pub fn new(
+        store: SharedStore,
+        clickhouse: ClickHouse,
+        batch_size: u32,
+        interval: Duration,
+    ) -> Self {
         Self {
             store,
             clickhouse,

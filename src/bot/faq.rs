@@ -16,7 +16,14 @@ const ENTRIES: &[Entry] = &[
         answer: "Our support team is available Monday to Friday, 9:00 to 18:00 (UTC). I'm here around the clock.",
     },
     Entry {
-        keywords: &["password", "reset", "log in", "login", "sign in", "locked out"],
+        keywords: &[
+            "password",
+            "reset",
+            "log in",
+            "login",
+            "sign in",
+            "locked out",
+        ],
         answer: "To reset your password, use \"Forgot password\" on the sign-in page; the link we email you is valid for one hour.",
     },
     Entry {
@@ -24,7 +31,9 @@ const ENTRIES: &[Entry] = &[
         answer: "Refunds are possible within 30 days of purchase. Tell me your order number and I'll check it, or ask for a person.",
     },
     Entry {
-        keywords: &["shipping", "delivery", "deliver", "track", "tracking", "package", "parcel"],
+        keywords: &[
+            "shipping", "delivery", "deliver", "track", "tracking", "package", "parcel",
+        ],
         answer: "Orders ship within 2 business days; you'll get a tracking link by email as soon as your parcel leaves.",
     },
     Entry {
@@ -50,7 +59,11 @@ impl FaqBot {
         let words = crate::handoff::intent::normalize(text);
         ENTRIES
             .iter()
-            .find(|e| e.keywords.iter().any(|k| crate::handoff::intent::contains_phrase(&words, k)))
+            .find(|e| {
+                e.keywords
+                    .iter()
+                    .any(|k| crate::handoff::intent::contains_phrase(&words, k))
+            })
             .map(|e| e.answer)
     }
 }
@@ -59,7 +72,11 @@ impl FaqBot {
 impl Bot for FaqBot {
     async fn respond(&self, turn: BotTurn<'_>) -> Result<BotReply, BotError> {
         Ok(BotReply {
-            messages: vec![Self::answer(&turn.message.text).unwrap_or(FALLBACK).to_owned()],
+            messages: vec![
+                Self::answer(&turn.message.text)
+                    .unwrap_or(FALLBACK)
+                    .to_owned(),
+            ],
             handoff: None,
         })
     }
@@ -71,8 +88,16 @@ mod tests {
 
     #[test]
     fn the_faq_bot_answers_questions_it_knows() {
-        assert!(FaqBot::answer("What are your opening hours?").unwrap().contains("Monday"));
-        assert!(FaqBot::answer("I forgot my PASSWORD").unwrap().contains("reset"));
+        assert!(
+            FaqBot::answer("What are your opening hours?")
+                .unwrap()
+                .contains("Monday")
+        );
+        assert!(
+            FaqBot::answer("I forgot my PASSWORD")
+                .unwrap()
+                .contains("reset")
+        );
     }
 
     #[test]

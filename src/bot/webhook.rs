@@ -24,9 +24,17 @@ pub struct WebhookBot {
 
 impl WebhookBot {
     /// A bot at `url`, waiting at most `timeout` for each answer.
-    pub fn new(url: String, secret: Option<SecretString>, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        url: String,
+        secret: Option<SecretString>,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(Self { client, url, secret })
+        Ok(Self {
+            client,
+            url,
+            secret,
+        })
     }
 }
 

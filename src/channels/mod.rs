@@ -88,12 +88,19 @@ impl Dispatcher {
         let due = self.store.due_deliveries(Timestamp::now(), 200).await?;
         for delivery in &due {
             let outcome = match self.channels.get(delivery.channel) {
-                None => DeliveryOutcome::Failed(format!("no connector configured for {}", delivery.channel)),
+                None => DeliveryOutcome::Failed(format!(
+                    "no connector configured for {}",
+                    delivery.channel
+                )),
                 Some(connector) => match connector.send(delivery).await {
                     Ok(()) => DeliveryOutcome::Sent,
                     Err(SendError::Permanent(why)) => DeliveryOutcome::Failed(why),
-                    Err(SendError::Retryable(why)) if delivery.attempts + 1 >= MAX_DELIVERY_ATTEMPTS => {
-                        DeliveryOutcome::Failed(format!("gave up after {MAX_DELIVERY_ATTEMPTS} attempts: {why}"))
+                    Err(SendError::Retryable(why))
+                        if delivery.attempts + 1 >= MAX_DELIVERY_ATTEMPTS =>
+                    {
+                        DeliveryOutcome::Failed(format!(
+                            "gave up after {MAX_DELIVERY_ATTEMPTS} attempts: {why}"
+                        ))
                     }
                     Err(SendError::Retryable(why)) => {
                         let wait = retry_delay(delivery.attempts);
@@ -101,7 +108,9 @@ impl Dispatcher {
                             attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %why,
                             "delivery failed; will retry");
                         DeliveryOutcome::RetryAt(
-                            Timestamp::from_millis(Timestamp::now().as_millis() + wait.as_millis() as i64),
+                            Timestamp::from_millis(
+                                Timestamp::now().as_millis() + wait.as_millis() as i64,
+                            ),
                             why,
                         )
                     }
@@ -111,7 +120,9 @@ impl Dispatcher {
                 tracing::error!(message_id = %delivery.message.id, channel = %delivery.channel, error = %why,
                     "delivery failed permanently");
             }
-            self.store.record_delivery(delivery.message.id, outcome).await?;
+            self.store
+                .record_delivery(delivery.message.id, outcome)
+                .await?;
         }
         Ok(due.len())
     }

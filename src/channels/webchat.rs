@@ -24,7 +24,10 @@ impl WebChatHub {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         // Forget topics nobody listens to any more, so the map does not grow forever.
         topics.retain(|_, tx| tx.receiver_count() > 0);
-        topics.entry(id).or_insert_with(|| broadcast::channel(64).0).subscribe()
+        topics
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(64).0)
+            .subscribe()
     }
 
     /// Sends a message to everyone watching its conversation.

@@ -66,9 +66,14 @@ pub fn asks_for_human(text: &str) -> bool {
     ASKS.iter()
         .filter(|p| !matches!(**p, "speak to" | "talk to"))
         .any(|p| contains_phrase(&words, p))
-        || ["talk to a person", "speak to a person", "talk to someone", "speak with someone"]
-            .iter()
-            .any(|p| contains_phrase(&words, p))
+        || [
+            "talk to a person",
+            "speak to a person",
+            "talk to someone",
+            "speak with someone",
+        ]
+        .iter()
+        .any(|p| contains_phrase(&words, p))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::channels::Dispatcher;
-use crate::model::{AgentId, ConversationId, Handoff, HandoffId, HandoffReason, MessageText, Priority, Skill};
+use crate::model::{
+    AgentId, ConversationId, Handoff, HandoffId, HandoffReason, MessageText, Priority, Skill,
+};
 use crate::store::{Assignment, HandoffRequest, SharedStore, StoreError};
 
 /// What a caller asks for when escalating.
@@ -55,7 +57,12 @@ pub struct Handoffs {
 
 impl Handoffs {
     /// The service; `notice` is what customers are told when a handoff starts.
-    pub fn new(store: SharedStore, router: Router, dispatcher: Dispatcher, notice: MessageText) -> Self {
+    pub fn new(
+        store: SharedStore,
+        router: Router,
+        dispatcher: Dispatcher,
+        notice: MessageText,
+    ) -> Self {
         Self {
             store,
             router,
@@ -65,7 +72,11 @@ impl Handoffs {
     }
 
     /// Hands a conversation to the queue and tells the customer.
-    pub async fn escalate(&self, conversation: ConversationId, e: Escalation) -> Result<Handoff, StoreError> {
+    pub async fn escalate(
+        &self,
+        conversation: ConversationId,
+        e: Escalation,
+    ) -> Result<Handoff, StoreError> {
         let (handoff, _notice) = self
             .store
             .request_handoff(
@@ -92,14 +103,22 @@ impl Handoffs {
     }
 
     /// Closes a ticket; frees the agent's slot.
-    pub async fn resolve(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError> {
+    pub async fn resolve(
+        &self,
+        id: HandoffId,
+        agent: Option<AgentId>,
+    ) -> Result<Handoff, StoreError> {
         let h = self.store.resolve_handoff(id, agent).await?;
         self.router.kick();
         Ok(h)
     }
 
     /// Hands the conversation back to the bot; frees the agent's slot.
-    pub async fn release(&self, id: HandoffId, agent: Option<AgentId>) -> Result<Handoff, StoreError> {
+    pub async fn release(
+        &self,
+        id: HandoffId,
+        agent: Option<AgentId>,
+    ) -> Result<Handoff, StoreError> {
         let h = self.store.release_handoff(id, agent).await?;
         self.router.kick();
         Ok(h)

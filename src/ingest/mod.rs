@@ -113,7 +113,11 @@ impl Pipeline {
     }
 
     /// One step: handles one stored inbound message (bot answer or handoff) and marks it handled.
-    pub async fn handle(&self, message_id: MessageId, conversation_id: ConversationId) -> Result<(), StoreError> {
+    pub async fn handle(
+        &self,
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    ) -> Result<(), StoreError> {
         let store = &self.inner.store;
         let conversation = store.conversation(conversation_id).await?;
         let message = store.message(message_id).await?;
@@ -181,7 +185,11 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn escalate(&self, conversation: ConversationId, e: Escalation) -> Result<(), StoreError> {
+    async fn escalate(
+        &self,
+        conversation: ConversationId,
+        e: Escalation,
+    ) -> Result<(), StoreError> {
         match self.inner.handoffs.escalate(conversation, e).await {
             // Someone else escalated it meanwhile: nothing more to do.
             Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),

@@ -7,9 +7,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::handoff::Escalation;
 use crate::model::{
-    Agent, AgentId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer, EmailAddress, Handoff,
-    HandoffId, HandoffReason, HandoffStatus, Identity, Message, MessageText, PhoneNumber, Presence, Priority, Skill,
-    Timestamp,
+    Agent, AgentId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
+    EmailAddress, Handoff, HandoffId, HandoffReason, HandoffStatus, Identity, Message, MessageText,
+    PhoneNumber, Presence, Priority, Skill, Timestamp,
 };
 use crate::services::{Services, hash_token, new_token};
 use crate::store::{ConversationFilter, InboundMessage, NewAgent, Role, SenderProfile};
@@ -21,7 +21,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/messages", web::post().to(post_message))
             .route("/conversations", web::get().to(list_conversations))
             .route("/conversations/{id}", web::get().to(get_conversation))
-            .route("/conversations/{id}/handoff", web::post().to(request_handoff))
+            .route(
+                "/conversations/{id}/handoff",
+                web::post().to(request_handoff),
+            )
             .route("/conversations/{id}/messages", web::post().to(agent_reply))
             .route("/handoffs", web::get().to(list_handoffs))
             .route("/handoffs/{id}", web::get().to(get_handoff))
@@ -34,12 +37,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn parse_id<T: std::str::FromStr<Err = crate::model::ParseError>>(raw: &str) -> Result<T, ApiError> {
+fn parse_id<T: std::str::FromStr<Err = crate::model::ParseError>>(
+    raw: &str,
+) -> Result<T, ApiError> {
     Ok(raw.parse::<T>()?)
 }
 
 /// Optional text fields: trimmed, empty means absent, bounded.
-fn optional_text(field: &'static str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+fn optional_text(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     let Some(v) = value else { return Ok(None) };
     let v = v.trim();
     if v.is_empty() {
@@ -90,8 +99,18 @@ async fn post_message(
     let sender = SenderProfile {
         identity: Identity::channel(ChannelKind::Api, &body.sender.external_id)?,
         display_name: optional_text("sender.name", body.sender.name, 200)?,
-        email: body.sender.email.as_deref().map(EmailAddress::parse).transpose()?,
-        phone: body.sender.phone.as_deref().map(PhoneNumber::parse).transpose()?,
+        email: body
+            .sender
+            .email
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()?,
+        phone: body
+            .sender
+            .phone
+            .as_deref()
+            .map(PhoneNumber::parse)
+            .transpose()?,
     };
     let external_id = optional_text("external_id", body.external_id, 256)?;
     let inbound = InboundMessage {
@@ -102,7 +121,11 @@ async fn post_message(
         text: MessageText::parse(&body.text)?,
         html: None,
         attachments: Vec::new(),
-        sent_at: body.timestamp.as_deref().map(Timestamp::parse_rfc3339).transpose()?,
+        sent_at: body
+            .timestamp
+            .as_deref()
+            .map(Timestamp::parse_rfc3339)
+            .transpose()?,
     };
     let receipt = services.pipeline.accept(inbound).await?;
     Ok(HttpResponse::Accepted().json(Accepted {
@@ -135,7 +158,10 @@ fn encode_cursor(c: &Conversation) -> String {
 fn decode_cursor(s: &str) -> Result<(Timestamp, ConversationId), ApiError> {
     let bad = || ApiError::BadRequest("invalid cursor".into());
     let (ms, id) = s.split_once('_').ok_or_else(bad)?;
-    Ok((Timestamp::from_millis(ms.parse().map_err(|_| bad())?), id.parse().map_err(|_| bad())?))
+    Ok((
+        Timestamp::from_millis(ms.parse().map_err(|_| bad())?),
+        id.parse().map_err(|_| bad())?,
+    ))
 }
 
 async fn list_conversations(
@@ -147,8 +173,18 @@ async fn list_conversations(
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let filter = ConversationFilter {
-        channel: q.channel.as_deref().filter(|s| !s.is_empty()).map(str::parse::<ChannelKind>).transpose()?,
-        status: q.status.as_deref().filter(|s| !s.is_empty()).map(str::parse::<ConversationStatus>).transpose()?,
+        channel: q
+            .channel
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(str::parse::<ChannelKind>)
+            .transpose()?,
+        status: q
+            .status
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(str::parse::<ConversationStatus>)
+            .transpose()?,
         before: q.cursor.as_deref().map(decode_cursor).transpose()?,
         limit,
     };
@@ -181,7 +217,9 @@ async fn get_conversation(
     if let Role::Agent(me) = caller.role {
         // Agents see the conversations they own; the workspace issue widens this to teams.
         if conversation.assigned_agent_id != Some(me) {
-            return Err(ApiError::Forbidden("this conversation is not assigned to you".into()));
+            return Err(ApiError::Forbidden(
+                "this conversation is not assigned to you".into(),
+            ));
         }
     }
     let customer = services.store.customer(conversation.customer_id).await?;
@@ -216,7 +254,12 @@ async fn request_handoff(
     let mut e = Escalation::because(HandoffReason::Manual);
     e.reason_detail = optional_text("reason", body.reason, 500)?;
     e.summary = optional_text("summary", body.summary, 4000)?;
-    e.priority = body.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
+    e.priority = body
+        .priority
+        .as_deref()
+        .map(str::parse::<Priority>)
+        .transpose()?
+        .unwrap_or_default();
     e.required_skills = body
         .skills
         .unwrap_or_default()
@@ -242,7 +285,11 @@ async fn agent_reply(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_id(&path)?;
     let body = body.into_inner();
-    let named = body.agent_id.as_deref().map(parse_id::<AgentId>).transpose()?;
+    let named = body
+        .agent_id
+        .as_deref()
+        .map(parse_id::<AgentId>)
+        .transpose()?;
     let agent = caller.acting_agent(named)?;
     let text = MessageText::parse(&body.text)?;
     let message = services.store.append_agent_reply(id, agent, text).await?;
@@ -269,7 +316,12 @@ async fn list_handoffs(
     services: web::Data<Services>,
     query: web::Query<HandoffQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let status = query.status.as_deref().filter(|s| !s.is_empty()).map(str::parse::<HandoffStatus>).transpose()?;
+    let status = query
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(str::parse::<HandoffStatus>)
+        .transpose()?;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let mut handoffs = services.store.list_handoffs(status, limit).await?;
     if let Role::Agent(me) = caller.role {
@@ -315,8 +367,9 @@ async fn accept(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id: HandoffId = parse_id(&path)?;
-    let agent = actor(&caller, &body)?
-        .ok_or_else(|| ApiError::BadRequest("an admin must name the accepting agent as agent_id".into()))?;
+    let agent = actor(&caller, &body)?.ok_or_else(|| {
+        ApiError::BadRequest("an admin must name the accepting agent as agent_id".into())
+    })?;
     let handoff = services.handoffs.accept(id, agent).await?;
     services.shipper.kick();
     Ok(HttpResponse::Ok().json(handoff))
@@ -329,7 +382,10 @@ async fn resolve(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id: HandoffId = parse_id(&path)?;
-    let handoff = services.handoffs.resolve(id, actor(&caller, &body)?).await?;
+    let handoff = services
+        .handoffs
+        .resolve(id, actor(&caller, &body)?)
+        .await?;
     services.shipper.kick();
     Ok(HttpResponse::Ok().json(handoff))
 }
@@ -341,7 +397,10 @@ async fn release(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id: HandoffId = parse_id(&path)?;
-    let handoff = services.handoffs.release(id, actor(&caller, &body)?).await?;
+    let handoff = services
+        .handoffs
+        .release(id, actor(&caller, &body)?)
+        .await?;
     services.shipper.kick();
     Ok(HttpResponse::Ok().json(handoff))
 }
@@ -376,14 +435,21 @@ async fn create_agent(
         .ok_or_else(|| ApiError::BadRequest("name must not be empty".into()))?;
     let max_concurrent = body.max_concurrent.unwrap_or(3);
     if max_concurrent > 1000 {
-        return Err(ApiError::BadRequest("max_concurrent must be at most 1000".into()));
+        return Err(ApiError::BadRequest(
+            "max_concurrent must be at most 1000".into(),
+        ));
     }
     let agent = services
         .store
         .create_agent(NewAgent {
             name,
             email: EmailAddress::parse(&body.email)?,
-            skills: body.skills.unwrap_or_default().iter().map(|s| Skill::parse(s)).collect::<Result<_, _>>()?,
+            skills: body
+                .skills
+                .unwrap_or_default()
+                .iter()
+                .map(|s| Skill::parse(s))
+                .collect::<Result<_, _>>()?,
             max_concurrent,
         })
         .await?;
@@ -400,7 +466,10 @@ struct AgentList {
     agents: Vec<Agent>,
 }
 
-async fn list_agents(caller: Caller, services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
+async fn list_agents(
+    caller: Caller,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     Ok(HttpResponse::Ok().json(AgentList {
         agents: services.store.list_agents().await?,

@@ -5,9 +5,21 @@ use actix_web::{HttpResponse, web};
 use super::error::ApiError;
 
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("app.css", "text/css; charset=utf-8", include_bytes!("../../static/app.css")),
-    ("widget.css", "text/css; charset=utf-8", include_bytes!("../../static/widget.css")),
-    ("widget.js", "text/javascript; charset=utf-8", include_bytes!("../../static/widget.js")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/app.css"),
+    ),
+    (
+        "widget.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/widget.css"),
+    ),
+    (
+        "widget.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/widget.js"),
+    ),
     (
         "vendor/htmx-2.0.11.min.js",
         "text/javascript; charset=utf-8",

@@ -35,7 +35,9 @@ impl Caller {
         match (self.role, named) {
             (Role::Agent(me), None) => Ok(Some(me)),
             (Role::Agent(me), Some(other)) if other == me => Ok(Some(me)),
-            (Role::Agent(_), Some(_)) => Err(ApiError::Forbidden("an agent can only act as themselves".into())),
+            (Role::Agent(_), Some(_)) => Err(ApiError::Forbidden(
+                "an agent can only act as themselves".into(),
+            )),
             (Role::Admin, named) => Ok(named),
         }
     }
@@ -46,7 +48,9 @@ pub fn presented_token(req: &HttpRequest) -> Option<String> {
     if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
     }
     req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
 }
@@ -59,8 +63,11 @@ impl FromRequest for Caller {
         let token = presented_token(req);
         let services = req.app_data::<web::Data<Services>>().cloned();
         Box::pin(async move {
-            let token = token.filter(|t| !t.is_empty() && t.len() <= 256).ok_or(ApiError::Unauthorized)?;
-            let services = services.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("services missing")))?;
+            let token = token
+                .filter(|t| !t.is_empty() && t.len() <= 256)
+                .ok_or(ApiError::Unauthorized)?;
+            let services =
+                services.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("services missing")))?;
             let role = services
                 .store
                 .role_for_token(&hash_token(&token))

@@ -77,7 +77,11 @@ impl Application {
         .shutdown_timeout(10)
         .run();
         tracing::info!(port, "baton listening");
-        Ok(Self { port, server, services })
+        Ok(Self {
+            port,
+            server,
+            services,
+        })
     }
 
     /// The port the server listens on.
@@ -105,16 +109,22 @@ impl Application {
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default().limit(limit).error_handler(move |err, _| {
-        use actix_web::error::JsonPayloadError as E;
-        let api = match &err {
-            E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),
-            E::ContentType => ApiError::BadRequest("expected Content-Type: application/json".into()),
-            E::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
-            other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
-        };
-        api.into()
-    })
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _| {
+            use actix_web::error::JsonPayloadError as E;
+            let api = match &err {
+                E::Overflow { .. } | E::OverflowKnownLength { .. } => {
+                    ApiError::PayloadTooLarge(limit)
+                }
+                E::ContentType => {
+                    ApiError::BadRequest("expected Content-Type: application/json".into())
+                }
+                E::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
+                other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
+            };
+            api.into()
+        })
 }
 
 /// Parses an optional JSON body: empty means the defaults; anything else must be valid.
@@ -123,7 +133,8 @@ pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Resul
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// Every client error leaves as JSON, including those raised by actix itself (unknown method,
@@ -144,7 +155,12 @@ fn json_client_error<B: MessageBody + 'static>(
         .response()
         .error()
         .map(|e| e.to_string())
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("client error").to_owned());
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("client error")
+                .to_owned()
+        });
     let code = match status.as_u16() {
         400 => "bad_request",
         401 => "unauthorized",
@@ -157,10 +173,14 @@ fn json_client_error<B: MessageBody + 'static>(
     };
     let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
     let (req, res) = res.into_parts();
-    let mut res = res.set_body(body);
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, res).map_into_right_body()))
+    let mut res = res.set_body(body).map_into_boxed_body();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, res).map_into_right_body(),
+    ))
 }
 
 async fn healthz(services: web::Data<Services>) -> HttpResponse {

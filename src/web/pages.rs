@@ -38,7 +38,11 @@ struct SummaryView {
 
 impl SummaryView {
     fn median_wait(&self) -> String {
-        match self.summary.as_ref().and_then(|s| s.median_wait_to_assign_ms) {
+        match self
+            .summary
+            .as_ref()
+            .and_then(|s| s.median_wait_to_assign_ms)
+        {
             Some(ms) => format_duration_ms(ms),
             None => "–".into(),
         }
@@ -81,7 +85,7 @@ async fn load_summary(services: &Services) -> SummaryView {
             tracing::warn!(error = %chain(&e), "dashboard: ClickHouse query failed");
             SummaryView {
                 summary: None,
-                error: Some("Analytics are unavailable right now (ClickHouse cannot be reached). Events are kept and will appear when it is back.".into()),
+                error: Some("Analytics are unavailable right now (ClickHouse did not answer). Events are kept and will appear when it is back.".into()),
                 outbox_backlog,
             }
         }
@@ -163,7 +167,13 @@ async fn login(
     let form = form.into_inner();
     let next = safe_next(form.next.as_deref());
     let token = form.token.trim();
-    let valid = !token.is_empty() && token.len() <= 256 && services.store.role_for_token(&hash_token(token)).await?.is_some();
+    let valid = !token.is_empty()
+        && token.len() <= 256
+        && services
+            .store
+            .role_for_token(&hash_token(token))
+            .await?
+            .is_some();
     if !valid {
         let page = LoginPage {
             next,

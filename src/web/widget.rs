@@ -12,7 +12,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::auth::presented_token;
 use super::error::ApiError;
-use crate::model::{ChannelKind, ConversationId, EmailAddress, Identity, Message, MessageId, MessageText};
+use crate::model::{
+    ChannelKind, ConversationId, EmailAddress, Identity, Message, MessageId, MessageText,
+};
 use crate::services::{Services, hash_token, new_token};
 use crate::store::{InboundMessage, SenderProfile};
 
@@ -42,8 +44,16 @@ struct Started {
 
 async fn start(services: web::Data<Services>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let body: StartIn = super::optional_json(&body)?;
-    let name = body.name.map(|n| n.trim().chars().take(200).collect::<String>()).filter(|n| !n.is_empty());
-    let email = body.email.as_deref().filter(|e| !e.trim().is_empty()).map(EmailAddress::parse).transpose()?;
+    let name = body
+        .name
+        .map(|n| n.trim().chars().take(200).collect::<String>())
+        .filter(|n| !n.is_empty());
+    let email = body
+        .email
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+        .map(EmailAddress::parse)
+        .transpose()?;
     // Each widget session is a visitor of its own; the email (if given) links it to the
     // customer's other channels.
     let visitor = new_token("visitor");
@@ -67,7 +77,11 @@ async fn start(services: web::Data<Services>, body: web::Bytes) -> Result<HttpRe
 }
 
 /// Checks the conversation's token in constant time.
-async fn authorize(services: &Services, req: &HttpRequest, id: ConversationId) -> Result<(), ApiError> {
+async fn authorize(
+    services: &Services,
+    req: &HttpRequest,
+    id: ConversationId,
+) -> Result<(), ApiError> {
     let token = presented_token(req)
         .or_else(|| {
             web::Query::<TokenQuery>::from_query(req.query_string())
@@ -75,7 +89,11 @@ async fn authorize(services: &Services, req: &HttpRequest, id: ConversationId) -
                 .and_then(|q| q.into_inner().token)
         })
         .ok_or(ApiError::Unauthorized)?;
-    let stored = services.store.widget_token_hash(id).await?.ok_or(ApiError::Unauthorized)?;
+    let stored = services
+        .store
+        .widget_token_hash(id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
     if bool::from(hash_token(&token).as_bytes().ct_eq(stored.as_bytes())) {
         Ok(())
     } else {
@@ -114,7 +132,9 @@ async fn post_message(
     let body = body.into_inner();
     let external_id = match body.client_message_id {
         Some(c) if c.is_empty() || c.len() > 128 => {
-            return Err(ApiError::BadRequest("client_message_id must be 1 to 128 characters".into()));
+            return Err(ApiError::BadRequest(
+                "client_message_id must be 1 to 128 characters".into(),
+            ));
         }
         // Scoped to the conversation, so one visitor cannot collide with another's ids.
         Some(c) => Some(format!("{id}:{c}")),
@@ -126,7 +146,11 @@ async fn post_message(
         .identities
         .into_iter()
         .find(|i| i.kind == crate::model::IdentityKind::Channel(ChannelKind::WebChat))
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("web chat customer without a visitor identity")))?;
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "web chat customer without a visitor identity"
+            ))
+        })?;
     let receipt = services
         .pipeline
         .accept(InboundMessage {
@@ -170,13 +194,21 @@ async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = path.parse()?;
     authorize(&services, &req, id).await?;
-    let after = query.after.as_deref().filter(|s| !s.is_empty()).map(str::parse::<MessageId>).transpose()?;
+    let after = query
+        .after
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(str::parse::<MessageId>)
+        .transpose()?;
     let messages = services.store.messages(id, after, 500).await?;
     Ok(HttpResponse::Ok().json(History { messages }))
 }
 
 fn sse_event(m: &Message) -> Option<sse::Event> {
-    let data = sse::Data::new_json(m).ok()?.id(m.id.to_string()).event("message");
+    let data = sse::Data::new_json(m)
+        .ok()?
+        .id(m.id.to_string())
+        .event("message");
     Some(sse::Event::Data(data))
 }
 
