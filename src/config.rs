@@ -140,13 +140,13 @@ impl Settings {
             ("clickhouse_url", Some(&self.clickhouse_url)),
             ("bot_webhook_url", self.bot_webhook_url.as_ref()),
         ] {
-            if let Some(url) = url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError::Invalid {
-                        key,
-                        why: "must be an http:// or https:// URL".into(),
-                    });
-                }
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be an http:// or https:// URL".into(),
+                });
             }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {

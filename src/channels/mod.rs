@@ -132,7 +132,7 @@ impl Dispatcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             match self.deliver_due().await {
-                Ok(n) if n == 200 => continue,
+                Ok(200) => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "delivery step failed"),
             }

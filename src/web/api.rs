@@ -92,10 +92,10 @@ struct Accepted {
 async fn post_message(
     caller: Caller,
     services: web::Data<Services>,
-    body: web::Json<MessageIn>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let body = body.into_inner();
+    let body: MessageIn = super::json_body(&body)?;
     let sender = SenderProfile {
         identity: Identity::channel(ChannelKind::Api, &body.sender.external_id)?,
         display_name: optional_text("sender.name", body.sender.name, 200)?,
@@ -281,10 +281,10 @@ async fn agent_reply(
     caller: Caller,
     services: web::Data<Services>,
     path: web::Path<String>,
-    body: web::Json<ReplyIn>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_id(&path)?;
-    let body = body.into_inner();
+    let body: ReplyIn = super::json_body(&body)?;
     let named = body
         .agent_id
         .as_deref()
@@ -336,10 +336,11 @@ async fn get_handoff(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let handoff = services.store.handoff(parse_id(&path)?).await?;
-    if let Role::Agent(me) = caller.role {
-        if handoff.assigned_agent_id != Some(me) && handoff.status != HandoffStatus::Queued {
-            return Err(ApiError::Forbidden("this ticket is not yours".into()));
-        }
+    if let Role::Agent(me) = caller.role
+        && handoff.assigned_agent_id != Some(me)
+        && handoff.status != HandoffStatus::Queued
+    {
+        return Err(ApiError::Forbidden("this ticket is not yours".into()));
     }
     Ok(HttpResponse::Ok().json(handoff))
 }
@@ -427,10 +428,10 @@ struct CreatedAgent {
 async fn create_agent(
     caller: Caller,
     services: web::Data<Services>,
-    body: web::Json<AgentIn>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let body = body.into_inner();
+    let body: AgentIn = super::json_body(&body)?;
     let name = optional_text("name", Some(body.name), 200)?
         .ok_or_else(|| ApiError::BadRequest("name must not be empty".into()))?;
     let max_concurrent = body.max_concurrent.unwrap_or(3);
@@ -486,10 +487,11 @@ async fn set_presence(
     caller: Caller,
     services: web::Data<Services>,
     path: web::Path<String>,
-    body: web::Json<PresenceIn>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id: AgentId = parse_id(&path)?;
     caller.acting_agent(Some(id))?;
+    let body: PresenceIn = super::json_body(&body)?;
     let presence: Presence = body.status.parse()?;
     let agent = services.store.set_presence(id, presence).await?;
     if presence == Presence::Online {

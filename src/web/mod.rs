@@ -57,7 +57,6 @@ impl Application {
                 )
                 .wrap(TracingLogger::default())
                 .app_data(data.clone())
-                .app_data(json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(web::FormConfig::default().limit(16 * 1024))
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
@@ -108,23 +107,11 @@ impl Application {
     }
 }
 
-fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(move |err, _| {
-            use actix_web::error::JsonPayloadError as E;
-            let api = match &err {
-                E::Overflow { .. } | E::OverflowKnownLength { .. } => {
-                    ApiError::PayloadTooLarge(limit)
-                }
-                E::ContentType => {
-                    ApiError::BadRequest("expected Content-Type: application/json".into())
-                }
-                E::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
-                other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
-            };
-            api.into()
-        })
+/// Parses a JSON body. Handlers take the raw bytes and call this after checking credentials,
+/// so an unauthenticated caller learns nothing from validation errors.
+pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// Parses an optional JSON body: empty means the defaults; anything else must be valid.

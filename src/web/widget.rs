@@ -125,11 +125,11 @@ async fn post_message(
     req: HttpRequest,
     services: web::Data<Services>,
     path: web::Path<String>,
-    body: web::Json<MessageIn>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = path.parse()?;
     authorize(&services, &req, id).await?;
-    let body = body.into_inner();
+    let body: MessageIn = super::json_body(&body)?;
     let external_id = match body.client_message_id {
         Some(c) if c.is_empty() || c.len() > 128 => {
             return Err(ApiError::BadRequest(
@@ -239,10 +239,10 @@ async fn events(
     let (tx, rx) = mpsc::channel::<sse::Event>(64);
     tokio::spawn(async move {
         for m in &backlog {
-            if let Some(ev) = sse_event(m) {
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
+            if let Some(ev) = sse_event(m)
+                && tx.send(ev).await.is_err()
+            {
+                return;
             }
         }
         loop {
@@ -253,10 +253,10 @@ async fn events(
             };
             match next {
                 Ok(m) => {
-                    if let Some(ev) = sse_event(&m) {
-                        if tx.send(ev).await.is_err() {
-                            return;
-                        }
+                    if let Some(ev) = sse_event(&m)
+                        && tx.send(ev).await.is_err()
+                    {
+                        return;
                     }
                 }
                 // Fell behind: tell the widget to reconnect, which replays from its last id.

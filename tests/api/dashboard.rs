@@ -1,0 +1,147 @@
+use serde_json::json;
+
+use crate::helpers::{ADMIN_TOKEN, eventually, spawn_app};
+
+/// The number shown for a `data-metric` on the page.
+fn metric(html: &str, name: &str) -> String {
+    let marker = format!(r#"data-metric="{name}">"#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        + marker.len();
+    html[start..].split('<').next().unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_handoffs_by_channel_queued_now_and_the_median_wait() {
+    let app = spawn_app().await;
+    // Two handoffs on the API channel are assigned, one on web chat waits (no capacity).
+    let (_, _) = app.create_agent("Bea", true).await;
+    for who in ["d1", "d2"] {
+        let c = app.customer_says(who, "human").await["conversation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.handoff_with_status(&c, "assigned").await;
+    }
+    let chat: serde_json::Value = app
+        .client
+        .post(app.url("/widget/v1/conversations"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = chat["conversation_id"].as_str().unwrap();
+    app.client
+        .post(app.url(&format!("/widget/v1/conversations/{id}/messages")))
+        .bearer_auth(chat["token"].as_str().unwrap())
+        .json(&json!({"text": "agent"}))
+        .send()
+        .await
+        .unwrap();
+    app.handoff_with_status(id, "queued").await;
+    app.ship_events().await;
+
+    let html = eventually("the dashboard to count three handoffs", || async {
+        let r = app
+            .client
+            .get(app.url("/dashboard"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let html = r.text().await.unwrap();
+        (metric(&html, "handoffs-today") == "3").then_some(html)
+    })
+    .await;
+    assert_eq!(metric(&html, "queued-now"), "1");
+    assert_ne!(metric(&html, "median-wait"), "–");
+    assert!(
+        html.contains(r#"<tr data-channel="api"><td>api</td><td class="num">2</td></tr>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            r#"<tr data-channel="web_chat"><td>web_chat</td><td class="num">1</td></tr>"#
+        )
+    );
+    assert!(!html.contains("<script>"), "no inline scripts");
+
+    // The live fragment is the same markup, for htmx to swap in.
+    let fragment = app
+        .client
+        .get(app.url("/dashboard/summary"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        fragment
+            .trim_start()
+            .starts_with(r#"<section id="summary""#)
+    );
+    assert_eq!(metric(&fragment, "handoffs-today"), "3");
+}
+
+#[tokio::test]
+async fn the_dashboard_asks_for_a_login_and_a_valid_token_gets_in() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/login?next=/dashboard");
+
+    let bad = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("token", "wrong"), ("next", "/dashboard")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 401);
+    assert!(bad.text().await.unwrap().contains("not valid"));
+
+    let good = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("token", ADMIN_TOKEN), ("next", "/dashboard")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status().as_u16(), 303);
+    let cookie = good.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = app
+        .client
+        .get(app.url("/dashboard"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Handoffs"));
+}
+
+#[tokio::test]
+async fn an_agent_token_does_not_open_the_dashboard() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_agent("Cy", false).await;
+    let r = app
+        .client
+        .get(app.url("/dashboard"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}

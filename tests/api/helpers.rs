@@ -1,0 +1,382 @@
+//! The one spawn helper: starts the gateway on port 0 against its own temp data folder and its
+//! own database in a private ClickHouse server that this test binary starts (and that dies with
+//! it). Set BATON_TEST_CLICKHOUSE_URL to use an already running private server instead.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use baton::config::Settings;
+use baton::services::Services;
+use baton::web::Application;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+static CLICKHOUSE: OnceLock<String> = OnceLock::new();
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The private ClickHouse server's HTTP URL, starting it on first use.
+pub fn clickhouse_url() -> String {
+    CLICKHOUSE
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("BATON_TEST_CLICKHOUSE_URL") {
+                return url;
+            }
+            let dir =
+                std::env::temp_dir().join(format!("baton-test-clickhouse-{}", std::process::id()));
+            let (http, tcp) = (free_port(), free_port());
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/clickhouse-private.sh");
+            let log = std::fs::File::create(
+                std::env::temp_dir()
+                    .join(format!("baton-test-clickhouse-{}.log", std::process::id())),
+            )
+            .unwrap();
+            // Spawned from a thread that lives as long as the server, with PR_SET_PDEATHSIG, so
+            // the server dies with this test binary even when a test panics.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut cmd = Command::new("bash");
+                cmd.arg(&script)
+                    .arg(&dir)
+                    .arg(http.to_string())
+                    .arg(tcp.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log);
+                unsafe {
+                    use std::os::unix::process::CommandExt;
+                    cmd.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+                let mut child = cmd.spawn().expect("cannot start clickhouse-server");
+                tx.send(()).unwrap();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(&dir);
+            });
+            rx.recv().unwrap();
+            let url = format!("http://127.0.0.1:{http}");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let ok =
+                    std::net::TcpStream::connect(("127.0.0.1", http)).is_ok() && ureq_ping(&url);
+                if ok {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "private clickhouse-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            url
+        })
+        .clone()
+}
+
+/// A blocking `GET /ping` without pulling in a blocking HTTP client.
+fn ureq_ping(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET /ping HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.contains("Ok.")
+}
+
+/// A running gateway for one test.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub services: Arc<Services>,
+    pub data_dir: Arc<TempDir>,
+    handle: ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Settings for a test: its own data folder and ClickHouse database, fast shipping.
+pub fn test_settings(data_dir: &TempDir) -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: data_dir.path().to_path_buf(),
+        clickhouse_url: clickhouse_url(),
+        clickhouse_database: format!("baton_test_{}", uuid::Uuid::new_v4().simple()),
+        api_token: Some(ADMIN_TOKEN.to_owned().into()),
+        ship_interval_ms: 100,
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    baton::telemetry::init("text");
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&data_dir);
+    customize(&mut settings);
+    start(settings, data_dir).await
+}
+
+/// Starts a gateway on existing data with changed settings.
+pub async fn restart_with(settings: Settings, data_dir: Arc<TempDir>) -> TestApp {
+    start(settings, data_dir).await
+}
+
+async fn start(settings: Settings, data_dir: Arc<TempDir>) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("gateway failed to start");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let services = app.services();
+    let join = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        settings,
+        services,
+        data_dir,
+        handle,
+        join,
+    }
+}
+
+impl TestApp {
+    /// Stops the gateway gracefully and starts it again on the same data and database.
+    pub async fn restart(self) -> TestApp {
+        let (settings, data_dir) = self.stop().await;
+        start(settings, data_dir).await
+    }
+
+    /// Stops the gateway gracefully; returns what a restart needs.
+    pub async fn stop(self) -> (Settings, Arc<TempDir>) {
+        self.handle.stop(true).await;
+        self.join.await.unwrap().unwrap();
+        (self.settings, self.data_dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts a customer message on the API channel; returns the 202 body.
+    pub async fn customer_says(&self, sender: &str, text: &str) -> Value {
+        let r = self
+            .post_json(
+                "/api/v1/messages",
+                ADMIN_TOKEN,
+                json!({"sender": {"external_id": sender, "name": sender}, "text": text}),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 202, "message not accepted");
+        r.json().await.unwrap()
+    }
+
+    pub async fn conversation(&self, id: &str) -> Value {
+        let (status, body) = self
+            .get_json(&format!("/api/v1/conversations/{id}"), ADMIN_TOKEN)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Creates an agent; returns (id, token).
+    pub async fn create_agent(&self, name: &str, online: bool) -> (String, String) {
+        let r = self
+            .post_json(
+                "/api/v1/agents",
+                ADMIN_TOKEN,
+                json!({"name": name, "email": format!("{}@example.com", name.to_lowercase()), "max_concurrent": 2}),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 201);
+        let body: Value = r.json().await.unwrap();
+        let (id, token) = (
+            body["id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        );
+        if online {
+            self.set_presence(&id, &token, "online").await;
+        }
+        (id, token)
+    }
+
+    pub async fn set_presence(&self, agent_id: &str, token: &str, status: &str) {
+        let r = self
+            .client
+            .put(self.url(&format!("/api/v1/agents/{agent_id}/presence")))
+            .bearer_auth(token)
+            .json(&json!({"status": status}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    /// Waits until the conversation has a message matching `pred`; returns it.
+    pub async fn message_where(&self, conversation: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        eventually("a matching message", || async {
+            let c = self.conversation(conversation).await;
+            c["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| pred(m))
+                .cloned()
+        })
+        .await
+    }
+
+    /// Waits until the conversation's latest handoff has `status`; returns the handoff.
+    pub async fn handoff_with_status(&self, conversation: &str, status: &str) -> Value {
+        eventually(&format!("a handoff in status {status}"), || async {
+            let c = self.conversation(conversation).await;
+            (c["handoff"]["status"] == status).then(|| c["handoff"].clone())
+        })
+        .await
+    }
+
+    /// Ships every waiting event to ClickHouse now.
+    pub async fn ship_events(&self) {
+        self.services
+            .shipper
+            .drain()
+            .await
+            .expect("shipping events failed");
+    }
+
+    /// Counts rows per event type for this test's database, deduplicated as reports are.
+    pub async fn event_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        #[derive(serde::Deserialize, clickhouse::Row)]
+        struct Row {
+            event_type: String,
+            n: u64,
+        }
+        let rows: Vec<Row> = self
+            .services
+            .clickhouse
+            .client()
+            .query("SELECT event_type, count() AS n FROM handoff_events FINAL GROUP BY event_type")
+            .fetch_all()
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| (r.event_type, r.n)).collect()
+    }
+}
+
+/// Polls `check` until it yields a value (at most 15 s).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads server-sent events from a streaming response.
+pub struct SseReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            stream: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `data:` payload as JSON (15 s at most).
+    pub async fn next_json(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if !data.is_empty() {
+                    return serde_json::from_str(&data.join("\n")).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("timed out waiting for a server-sent event")
+                .expect("stream ended")
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Skips events until one matches.
+    pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Black-box tests: the real gateway on a loopback port, a temp SQLite file, a real ClickHouse.
+
+mod analytics;
+mod bad_input;
+mod dashboard;
+mod handoff;
+mod helpers;
+mod messages;
+mod restart;
+mod webchat;
