@@ -1,7 +1,19 @@
 //! Figures for the dashboard, computed in ClickHouse.
 //!
 //! Every query reads `handoff_events FINAL`, so events that were shipped twice and not yet
-//! merged count once.
+//! merged count once. The SQL lives in `queries/*.sql`, shared with the CI check that runs it
+//! on a current ClickHouse (chdb) besides the 18.16 server the tests use.
+
+/// The dashboard's queries by name, as CI's modern-ClickHouse check runs them.
+pub const QUERIES: &[(&str, &str)] = &[
+    ("handoffs_today_by_channel", include_str!("queries/handoffs_today_by_channel.sql")),
+    ("queued_now", include_str!("queries/queued_now.sql")),
+    ("wait_to_assignment_today", include_str!("queries/wait_to_assignment_today.sql")),
+];
+
+fn query(name: &str) -> &'static str {
+    QUERIES.iter().find(|(n, _)| *n == name).map(|(_, q)| *q).unwrap_or_default()
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -41,30 +53,15 @@ struct WaitRow {
 pub async fn summary(ch: &ClickHouse) -> Result<Summary, AnalyticsError> {
     let client = ch.client();
     let today_by_channel: Vec<ChannelCount> = client
-        .query(
-            "SELECT channel, count() AS handoffs FROM handoff_events FINAL
-             WHERE event_type = 'requested' AND occurred_at >= toStartOfDay(now())
-             GROUP BY channel ORDER BY handoffs DESC, channel",
-        )
+        .query(query("handoffs_today_by_channel"))
         .fetch_all()
         .await?;
-    // Only tickets of the last 30 days can still be waiting; the bound keeps the scan small.
-    let queued_now: u64 = client
-        .query(
-            "SELECT count() FROM (
-                 SELECT handoff_id, argMax(event_type, seq) AS last_step FROM handoff_events FINAL
-                 WHERE occurred_at >= now() - 30 * 86400
-                 GROUP BY handoff_id
-             ) WHERE last_step IN ('requested', 'queued')",
-        )
+        let queued_now: u64 = client
+        .query(query("queued_now"))
         .fetch_one()
         .await?;
     let wait: WaitRow = client
-        .query(
-            "SELECT count() AS assigned, if(count() = 0, nan, toFloat64(quantileExact(0.5)(wait_ms))) AS median_wait
-             FROM handoff_events FINAL
-             WHERE event_type = 'assigned' AND occurred_at >= toStartOfDay(now())",
-        )
+        .query(query("wait_to_assignment_today"))
         .fetch_one()
         .await?;
     Ok(Summary {

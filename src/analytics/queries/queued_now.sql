@@ -1,0 +1,11 @@
+-- Tickets whose latest step is still 'requested' or 'queued'. Only tickets of the last 30 days
+-- can still be waiting; the bound keeps the scan small.
+SELECT count() AS queued
+FROM
+(
+    SELECT handoff_id, argMax(event_type, seq) AS last_step
+    FROM handoff_events FINAL
+    WHERE occurred_at >= now() - 30 * 86400
+    GROUP BY handoff_id
+)
+WHERE last_step IN ('requested', 'queued')
