@@ -6,13 +6,23 @@
 
 /// The dashboard's queries by name, as CI's modern-ClickHouse check runs them.
 pub const QUERIES: &[(&str, &str)] = &[
-    ("handoffs_today_by_channel", include_str!("queries/handoffs_today_by_channel.sql")),
+    (
+        "handoffs_today_by_channel",
+        include_str!("queries/handoffs_today_by_channel.sql"),
+    ),
     ("queued_now", include_str!("queries/queued_now.sql")),
-    ("wait_to_assignment_today", include_str!("queries/wait_to_assignment_today.sql")),
+    (
+        "wait_to_assignment_today",
+        include_str!("queries/wait_to_assignment_today.sql"),
+    ),
 ];
 
 fn query(name: &str) -> &'static str {
-    QUERIES.iter().find(|(n, _)| *n == name).map(|(_, q)| *q).unwrap_or_default()
+    QUERIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, q)| *q)
+        .unwrap_or_default()
 }
 
 use serde::{Deserialize, Serialize};
@@ -56,10 +66,7 @@ pub async fn summary(ch: &ClickHouse) -> Result<Summary, AnalyticsError> {
         .query(query("handoffs_today_by_channel"))
         .fetch_all()
         .await?;
-        let queued_now: u64 = client
-        .query(query("queued_now"))
-        .fetch_one()
-        .await?;
+    let queued_now: u64 = client.query(query("queued_now")).fetch_one().await?;
     let wait: WaitRow = client
         .query(query("wait_to_assignment_today"))
         .fetch_one()

@@ -16,7 +16,7 @@ use crate::channels::Dispatcher;
 use crate::model::{
     AgentId, ConversationId, Handoff, HandoffId, HandoffReason, MessageText, Priority, Skill,
 };
-use crate::store::{Assignment, HandoffRequest, SharedStore, StoreError};
+use crate::store::{Assignment, HandoffRequest, SharedStore, StoreError, TicketStep};
 
 /// What a caller asks for when escalating.
 #[derive(Debug, Clone)]
@@ -97,31 +97,24 @@ impl Handoffs {
         Ok(handoff)
     }
 
-    /// The agent accepts a ticket offered to them.
-    pub async fn accept(&self, id: HandoffId, agent: AgentId) -> Result<Handoff, StoreError> {
-        self.store.accept_handoff(id, agent).await
-    }
-
-    /// Closes a ticket; frees the agent's slot.
-    pub async fn resolve(
+    /// Accepts, resolves or releases a ticket. Resolving and releasing free the agent's slot,
+    /// so the router looks for the next waiting ticket at once.
+    pub async fn step(
         &self,
         id: HandoffId,
+        step: TicketStep,
         agent: Option<AgentId>,
     ) -> Result<Handoff, StoreError> {
-        let h = self.store.resolve_handoff(id, agent).await?;
-        self.router.kick();
-        Ok(h)
-    }
-
-    /// Hands the conversation back to the bot; frees the agent's slot.
-    pub async fn release(
-        &self,
-        id: HandoffId,
-        agent: Option<AgentId>,
-    ) -> Result<Handoff, StoreError> {
-        let h = self.store.release_handoff(id, agent).await?;
-        self.router.kick();
-        Ok(h)
+        if step == TicketStep::Accept && agent.is_none() {
+            return Err(StoreError::Conflict(
+                "accepting a ticket needs the agent who takes it".into(),
+            ));
+        }
+        let handoff = self.store.ticket_step(id, step, agent).await?;
+        if step != TicketStep::Accept {
+            self.router.kick();
+        }
+        Ok(handoff)
     }
 
     /// The router, to kick when agents' availability changes.

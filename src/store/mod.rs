@@ -148,6 +148,63 @@ pub enum Role {
     Agent(AgentId),
 }
 
+/// What an agent (or an admin) does to a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketStep {
+    /// Take a ticket offered to you.
+    Accept,
+    /// Close it.
+    Resolve,
+    /// Hand the conversation back to the bot.
+    Release,
+}
+
+impl TicketStep {
+    /// Whether the step is allowed from a ticket status.
+    pub fn applies_to(self, status: HandoffStatus) -> bool {
+        match self {
+            TicketStep::Accept => status == HandoffStatus::Assigned,
+            TicketStep::Resolve => {
+                matches!(status, HandoffStatus::Assigned | HandoffStatus::Accepted)
+            }
+            TicketStep::Release => status.is_open(),
+        }
+    }
+
+    /// The ticket's status afterwards.
+    pub fn handoff_status(self) -> HandoffStatus {
+        match self {
+            TicketStep::Accept => HandoffStatus::Accepted,
+            TicketStep::Resolve => HandoffStatus::Resolved,
+            TicketStep::Release => HandoffStatus::Released,
+        }
+    }
+
+    /// The conversation's status afterwards.
+    pub fn conversation_status(self) -> ConversationStatus {
+        match self {
+            TicketStep::Accept => ConversationStatus::Agent,
+            TicketStep::Resolve => ConversationStatus::Resolved,
+            TicketStep::Release => ConversationStatus::Bot,
+        }
+    }
+
+    /// The event it records.
+    pub fn event(self) -> crate::model::HandoffEventKind {
+        use crate::model::HandoffEventKind as K;
+        match self {
+            TicketStep::Accept => K::Accepted,
+            TicketStep::Resolve => K::Resolved,
+            TicketStep::Release => K::Released,
+        }
+    }
+
+    /// The past participle, for messages: "accepted".
+    pub fn done(self) -> &'static str {
+        self.handoff_status().as_str()
+    }
+}
+
 /// A ticket offered to an agent by the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Assignment {
@@ -300,20 +357,13 @@ pub trait Store: Send + Sync + 'static {
     /// priority and longest waiting first. Returns what it assigned.
     async fn assign_queued(&self) -> Result<Vec<Assignment>, StoreError>;
 
-    /// The agent accepts a ticket offered to them.
-    async fn accept_handoff(&self, id: HandoffId, agent: AgentId) -> Result<Handoff, StoreError>;
-
-    /// Closes a ticket. `agent` is the acting agent, or `None` for an admin.
-    async fn resolve_handoff(
+    /// Moves a ticket one step (accept, resolve, release), with the conversation and the event.
+    /// `agent` is the acting agent, who must own the ticket, or `None` for an admin; accepting
+    /// always needs the agent.
+    async fn ticket_step(
         &self,
         id: HandoffId,
-        agent: Option<AgentId>,
-    ) -> Result<Handoff, StoreError>;
-
-    /// Hands the conversation back to the bot. `agent` as for [`Store::resolve_handoff`].
-    async fn release_handoff(
-        &self,
-        id: HandoffId,
+        step: TicketStep,
         agent: Option<AgentId>,
     ) -> Result<Handoff, StoreError>;
 
@@ -375,5 +425,34 @@ pub(crate) fn initial_delivery_status(author: AuthorKind) -> DeliveryStatus {
     match author {
         AuthorKind::Customer => DeliveryStatus::Received,
         _ => DeliveryStatus::Pending,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_offered_ticket_can_be_accepted_and_closed_tickets_stay_closed() {
+        use HandoffStatus::*;
+        let table = [
+            (TicketStep::Accept, [false, true, false, false, false]),
+            (TicketStep::Resolve, [false, true, true, false, false]),
+            (TicketStep::Release, [true, true, true, false, false]),
+        ];
+        for (step, allowed) in table {
+            for (status, want) in [Queued, Assigned, Accepted, Resolved, Released].into_iter().zip(allowed) {
+                assert_eq!(step.applies_to(status), want, "{step:?} from {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_ticket_step_lands_the_conversation_where_the_lifecycle_allows() {
+        // Accept comes from `assigned`; resolve and release from `agent` (or earlier states).
+        assert!(ConversationStatus::Assigned.can_become(TicketStep::Accept.conversation_status()));
+        assert!(ConversationStatus::Agent.can_become(TicketStep::Resolve.conversation_status()));
+        assert!(ConversationStatus::Agent.can_become(TicketStep::Release.conversation_status()));
+        assert!(ConversationStatus::Queued.can_become(TicketStep::Release.conversation_status()));
     }
 }

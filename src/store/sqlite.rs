@@ -582,13 +582,6 @@ fn check_owner(handoff: &Handoff, agent: Option<AgentId>) -> Result<(), StoreErr
     }
 }
 
-fn handoff_conflict(handoff: &Handoff, wanted: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "the ticket is {}; it must be {wanted}",
-        handoff.status
-    ))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ingest(&self, inbound: InboundMessage) -> Result<IngestReceipt, StoreError> {
@@ -1033,60 +1026,21 @@ impl Store for SqliteStore {
         Ok(assigned)
     }
 
-    async fn accept_handoff(&self, id: HandoffId, agent: AgentId) -> Result<Handoff, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let now = Timestamp::now();
-        let handoff = load_handoff(&mut tx, id).await?;
-        if handoff.status != HandoffStatus::Assigned {
-            return Err(handoff_conflict(
-                &handoff,
-                "offered (assigned) to be accepted",
-            ));
-        }
-        check_owner(&handoff, Some(agent))?;
-        let conversation = load_conversation(&mut tx, handoff.conversation_id).await?;
-        set_conversation_status(
-            &mut tx,
-            conversation.id,
-            conversation.status,
-            ConversationStatus::Agent,
-            now,
-        )
-        .await?;
-        sqlx::query("UPDATE handoffs SET status = 'accepted', accepted_at = ? WHERE id = ?")
-            .bind(now.as_millis())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let handoff = load_handoff(&mut tx, id).await?;
-        emit(
-            &mut tx,
-            HandoffEventKind::Accepted,
-            &handoff,
-            conversation.channel,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(handoff)
-    }
-
-    async fn resolve_handoff(
+    async fn ticket_step(
         &self,
         id: HandoffId,
+        step: TicketStep,
         agent: Option<AgentId>,
     ) -> Result<Handoff, StoreError> {
         let mut tx = self.write.begin().await?;
         let now = Timestamp::now();
         let handoff = load_handoff(&mut tx, id).await?;
-        if !matches!(
-            handoff.status,
-            HandoffStatus::Assigned | HandoffStatus::Accepted
-        ) {
-            return Err(handoff_conflict(
-                &handoff,
-                "assigned or accepted to be resolved",
-            ));
+        if !step.applies_to(handoff.status) {
+            return Err(StoreError::Conflict(format!(
+                "the ticket is {}; it cannot be {}",
+                handoff.status,
+                step.done()
+            )));
         }
         check_owner(&handoff, agent)?;
         let conversation = load_conversation(&mut tx, handoff.conversation_id).await?;
@@ -1094,67 +1048,29 @@ impl Store for SqliteStore {
             &mut tx,
             conversation.id,
             conversation.status,
-            ConversationStatus::Resolved,
+            step.conversation_status(),
             now,
         )
         .await?;
-        sqlx::query("UPDATE handoffs SET status = 'resolved', closed_at = ? WHERE id = ?")
-            .bind(now.as_millis())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let handoff = load_handoff(&mut tx, id).await?;
-        emit(
-            &mut tx,
-            HandoffEventKind::Resolved,
-            &handoff,
-            conversation.channel,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(handoff)
-    }
-
-    async fn release_handoff(
-        &self,
-        id: HandoffId,
-        agent: Option<AgentId>,
-    ) -> Result<Handoff, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let now = Timestamp::now();
-        let handoff = load_handoff(&mut tx, id).await?;
-        if !handoff.status.is_open() {
-            return Err(handoff_conflict(&handoff, "open to be released"));
+        if step == TicketStep::Release {
+            sqlx::query("UPDATE conversations SET assigned_agent_id = NULL WHERE id = ?")
+                .bind(conversation.id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
-        check_owner(&handoff, agent)?;
-        let conversation = load_conversation(&mut tx, handoff.conversation_id).await?;
-        set_conversation_status(
-            &mut tx,
-            conversation.id,
-            conversation.status,
-            ConversationStatus::Bot,
-            now,
+        sqlx::query(
+            "UPDATE handoffs SET status = ?1,
+                 accepted_at = CASE WHEN ?1 = 'accepted' THEN ?2 ELSE accepted_at END,
+                 closed_at = CASE WHEN ?1 IN ('resolved', 'released') THEN ?2 ELSE closed_at END
+             WHERE id = ?3",
         )
+        .bind(step.handoff_status().as_str())
+        .bind(now.as_millis())
+        .bind(id.to_string())
+        .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE conversations SET assigned_agent_id = NULL WHERE id = ?")
-            .bind(conversation.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE handoffs SET status = 'released', closed_at = ? WHERE id = ?")
-            .bind(now.as_millis())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
         let handoff = load_handoff(&mut tx, id).await?;
-        emit(
-            &mut tx,
-            HandoffEventKind::Released,
-            &handoff,
-            conversation.channel,
-            now,
-        )
-        .await?;
+        emit(&mut tx, step.event(), &handoff, conversation.channel, now).await?;
         tx.commit().await?;
         Ok(handoff)
     }

@@ -12,7 +12,7 @@ use crate::model::{
     PhoneNumber, Presence, Priority, Skill, Timestamp,
 };
 use crate::services::{Services, hash_token, new_token};
-use crate::store::{ConversationFilter, InboundMessage, NewAgent, Role, SenderProfile};
+use crate::store::{ConversationFilter, InboundMessage, NewAgent, Role, SenderProfile, TicketStep};
 
 /// Registers the API routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -28,9 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/conversations/{id}/messages", web::post().to(agent_reply))
             .route("/handoffs", web::get().to(list_handoffs))
             .route("/handoffs/{id}", web::get().to(get_handoff))
-            .route("/handoffs/{id}/accept", web::post().to(accept))
-            .route("/handoffs/{id}/resolve", web::post().to(resolve))
-            .route("/handoffs/{id}/release", web::post().to(release))
+            .route("/handoffs/{id}/{action}", web::post().to(ticket_action))
             .route("/agents", web::post().to(create_agent))
             .route("/agents", web::get().to(list_agents))
             .route("/agents/{id}/presence", web::put().to(set_presence)),
@@ -294,7 +292,6 @@ async fn agent_reply(
     let text = MessageText::parse(&body.text)?;
     let message = services.store.append_agent_reply(id, agent, text).await?;
     services.dispatcher.kick();
-    services.shipper.kick();
     Ok(HttpResponse::Created().json(message))
 }
 
@@ -361,48 +358,27 @@ fn actor(caller: &Caller, body: &[u8]) -> Result<Option<AgentId>, ApiError> {
     caller.acting_agent(named)
 }
 
-async fn accept(
+async fn ticket_action(
     caller: Caller,
     services: web::Data<Services>,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let id: HandoffId = parse_id(&path)?;
-    let agent = actor(&caller, &body)?.ok_or_else(|| {
-        ApiError::BadRequest("an admin must name the accepting agent as agent_id".into())
-    })?;
-    let handoff = services.handoffs.accept(id, agent).await?;
-    services.shipper.kick();
-    Ok(HttpResponse::Ok().json(handoff))
-}
-
-async fn resolve(
-    caller: Caller,
-    services: web::Data<Services>,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let id: HandoffId = parse_id(&path)?;
-    let handoff = services
-        .handoffs
-        .resolve(id, actor(&caller, &body)?)
-        .await?;
-    services.shipper.kick();
-    Ok(HttpResponse::Ok().json(handoff))
-}
-
-async fn release(
-    caller: Caller,
-    services: web::Data<Services>,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let id: HandoffId = parse_id(&path)?;
-    let handoff = services
-        .handoffs
-        .release(id, actor(&caller, &body)?)
-        .await?;
-    services.shipper.kick();
+    let (id, action) = path.into_inner();
+    let id: HandoffId = parse_id(&id)?;
+    let step = match action.as_str() {
+        "accept" => TicketStep::Accept,
+        "resolve" => TicketStep::Resolve,
+        "release" => TicketStep::Release,
+        _ => return Err(ApiError::NotFound("route")),
+    };
+    let agent = actor(&caller, &body)?;
+    if step == TicketStep::Accept && agent.is_none() {
+        return Err(ApiError::BadRequest(
+            "an admin must name the accepting agent as agent_id".into(),
+        ));
+    }
+    let handoff = services.handoffs.step(id, step, agent).await?;
     Ok(HttpResponse::Ok().json(handoff))
 }
 

@@ -1,0 +1,206 @@
+//! Ingest benchmark: API-channel messages over loopback HTTP into the real gateway (durable
+//! group-committed acks, bot answers in the background), beside a trivial 200-OK actix handler
+//! driven by the same load generator in the same run. The ratio is the figure that matters:
+//! absolute numbers on a shared 2-core machine move from run to run.
+//!
+//!   cargo bench --bench ingest -- [--seconds N] [--connections N]
+//!
+//! Set BATON_BENCH_CLICKHOUSE_URL to ship events to a ClickHouse; this benchmark creates no
+//! handoffs, so it does not need one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use baton::config::Settings;
+use baton::web::Application;
+
+const TOKEN: &str = "bench-admin-token";
+
+struct Args {
+    seconds: u64,
+    connections: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seconds: 10,
+        connections: 64,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--seconds" => a.seconds = argv[i + 1].parse().expect("--seconds N"),
+            "--connections" => a.connections = argv[i + 1].parse().expect("--connections N"),
+            _ => {}
+        }
+        i += 1;
+    }
+    a
+}
+
+struct Run {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+/// A closed-loop generator: `connections` workers, each sending the next request when the
+/// previous one is answered, for `duration`.
+async fn drive(url: String, connections: usize, duration: Duration) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, url, counter) = (client.clone(), url.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let body = format!(
+                    r#"{{"sender":{{"external_id":"bench-user-{}","name":"Bench"}},"external_id":"bench-{}-{}","text":"What are your opening hours?"}}"#,
+                    n % 1000,
+                    std::process::id(),
+                    n
+                );
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Run {
+        requests: latencies.len() as u64,
+        errors,
+        elapsed,
+        latencies_us: latencies,
+    }
+}
+
+fn report(name: &str, r: &Run) {
+    println!(
+        "{name:<28} {:>9} ok {:>6} err {:>10.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        r.requests,
+        r.errors,
+        r.rate(),
+        r.pct(0.50),
+        r.pct(0.99)
+    );
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let warmup = Duration::from_secs(2);
+        let measure = Duration::from_secs(a.seconds);
+
+        // The baseline: what this machine and this load generator can do at all.
+        let trivial = HttpServer::new(|| {
+            App::new().route(
+                "/api/v1/messages",
+                web::post().to(|| async { HttpResponse::Ok().body("{}") }),
+            )
+        })
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let trivial_port = trivial.addrs()[0].port();
+        let trivial = trivial.run();
+        let trivial_handle = trivial.handle();
+        tokio::spawn(trivial);
+        let trivial_url = format!("http://127.0.0.1:{trivial_port}/api/v1/messages");
+        drive(trivial_url.clone(), a.connections, warmup).await;
+        let base = drive(trivial_url, a.connections, measure).await;
+        trivial_handle.stop(true).await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            bind: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_path_buf(),
+            clickhouse_url: std::env::var("BATON_BENCH_CLICKHOUSE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:9".into()),
+            api_token: Some(TOKEN.to_owned().into()),
+            ..Settings::default()
+        };
+        let app = Application::build(settings).await.unwrap();
+        let url = format!("http://127.0.0.1:{}/api/v1/messages", app.port());
+        let handle = app.handle();
+        let services = app.services();
+        let server = tokio::spawn(app.run_until_stopped());
+        drive(url.clone(), a.connections, warmup).await;
+        let gw = drive(url, a.connections, measure).await;
+        // Let the bot catch up, so the run ends in a consistent state.
+        let backlog = services
+            .store
+            .unprocessed_inbound(1)
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0);
+        handle.stop(true).await;
+        let _ = server.await;
+
+        println!(
+            "ingest benchmark: {} connections, {} s per target after {} s warm-up, {} cores",
+            a.connections,
+            a.seconds,
+            warmup.as_secs(),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        );
+        report("trivial 200-OK handler", &base);
+        report("gateway POST /api/v1/messages", &gw);
+        println!(
+            "gateway / trivial throughput: {:.1}%   (bot backlog at stop: {} message(s) or more)",
+            100.0 * gw.rate() / base.rate(),
+            backlog
+        );
+    });
+}
