@@ -42,6 +42,8 @@ pub struct Services {
     pub clickhouse: ClickHouse,
     /// Live web chat streams.
     pub hub: WebChatHub,
+    /// Recently verified API tokens.
+    pub tokens: crate::web::auth::TokenCache,
     sqlite: Arc<SqliteStore>,
     shutdown: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -139,6 +141,7 @@ impl Services {
             shipper,
             clickhouse,
             hub,
+            tokens: Default::default(),
             sqlite,
             shutdown,
             workers: Mutex::new(workers),

@@ -86,45 +86,45 @@ impl Dispatcher {
     /// One step: tries every message that is due. Returns how many were attempted.
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
         let due = self.store.due_deliveries(Timestamp::now(), 200).await?;
+        let mut outcomes = Vec::with_capacity(due.len());
         for delivery in &due {
-            let outcome = match self.channels.get(delivery.channel) {
-                None => DeliveryOutcome::Failed(format!(
-                    "no connector configured for {}",
-                    delivery.channel
-                )),
-                Some(connector) => match connector.send(delivery).await {
-                    Ok(()) => DeliveryOutcome::Sent,
-                    Err(SendError::Permanent(why)) => DeliveryOutcome::Failed(why),
-                    Err(SendError::Retryable(why))
-                        if delivery.attempts + 1 >= MAX_DELIVERY_ATTEMPTS =>
-                    {
-                        DeliveryOutcome::Failed(format!(
-                            "gave up after {MAX_DELIVERY_ATTEMPTS} attempts: {why}"
-                        ))
-                    }
-                    Err(SendError::Retryable(why)) => {
-                        let wait = retry_delay(delivery.attempts);
-                        tracing::warn!(message_id = %delivery.message.id, channel = %delivery.channel,
-                            attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %why,
-                            "delivery failed; will retry");
-                        DeliveryOutcome::RetryAt(
-                            Timestamp::from_millis(
-                                Timestamp::now().as_millis() + wait.as_millis() as i64,
-                            ),
-                            why,
-                        )
-                    }
-                },
-            };
+            let outcome = self.attempt(delivery).await;
             if let DeliveryOutcome::Failed(why) = &outcome {
                 tracing::error!(message_id = %delivery.message.id, channel = %delivery.channel, error = %why,
                     "delivery failed permanently");
             }
-            self.store
-                .record_delivery(delivery.message.id, outcome)
-                .await?;
+            outcomes.push((delivery.message.id, outcome));
         }
+        self.store.record_deliveries(outcomes).await?;
         Ok(due.len())
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> DeliveryOutcome {
+        let Some(connector) = self.channels.get(delivery.channel) else {
+            return DeliveryOutcome::Failed(format!(
+                "no connector configured for {}",
+                delivery.channel
+            ));
+        };
+        match connector.send(delivery).await {
+            Ok(()) => DeliveryOutcome::Sent,
+            Err(SendError::Permanent(why)) => DeliveryOutcome::Failed(why),
+            Err(SendError::Retryable(why)) if delivery.attempts + 1 >= MAX_DELIVERY_ATTEMPTS => {
+                DeliveryOutcome::Failed(format!(
+                    "gave up after {MAX_DELIVERY_ATTEMPTS} attempts: {why}"
+                ))
+            }
+            Err(SendError::Retryable(why)) => {
+                let wait = retry_delay(delivery.attempts);
+                tracing::warn!(message_id = %delivery.message.id, channel = %delivery.channel,
+                    attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %why,
+                    "delivery failed; will retry");
+                DeliveryOutcome::RetryAt(
+                    Timestamp::from_millis(Timestamp::now().as_millis() + wait.as_millis() as i64),
+                    why,
+                )
+            }
+        }
     }
 
     /// Runs until `shutdown` turns true: delivers on every kick and at least once a second

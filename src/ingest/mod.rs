@@ -120,17 +120,24 @@ impl Pipeline {
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
         let conversation = store.conversation(conversation_id).await?;
-        let message = store.message(message_id).await?;
-        if conversation.status.bot_answers() {
-            if intent::asks_for_human(&message.text) {
-                let mut e = Escalation::because(HandoffReason::CustomerRequest);
-                e.reason_detail = Some(message.text.chars().take(200).collect());
-                self.escalate(conversation_id, e).await?;
-            } else {
-                self.ask_bot(&conversation, &message).await?;
-            }
+        if !conversation.status.bot_answers() {
+            // A person owns the conversation (or it waits for one): the bot stays silent.
+            return store.mark_processed(message_id).await;
         }
-        store.mark_processed(message_id).await?;
+        // The bot's context: the latest messages, this one included.
+        let history = store.recent_messages(conversation_id, 50).await?;
+        let message = match history.iter().find(|m| m.id == message_id) {
+            Some(m) => m.clone(),
+            None => store.message(message_id).await?,
+        };
+        if intent::asks_for_human(&message.text) {
+            let mut e = Escalation::because(HandoffReason::CustomerRequest);
+            e.reason_detail = Some(message.text.chars().take(200).collect());
+            self.escalate(conversation_id, e).await?;
+            store.mark_processed(message_id).await?;
+        } else {
+            self.ask_bot(&conversation, &message, &history).await?;
+        }
         self.inner.dispatcher.kick();
         Ok(())
     }
@@ -139,33 +146,35 @@ impl Pipeline {
         &self,
         conversation: &crate::model::Conversation,
         message: &crate::model::Message,
+        history: &[crate::model::Message],
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let history = store.messages(conversation.id, None, 50).await?;
         let turn = BotTurn {
             conversation,
             message,
-            history: &history,
+            history,
         };
         match self.inner.bot.respond(turn).await {
             Ok(reply) => {
-                for text in reply.messages {
-                    let Ok(text) = MessageText::parse(&text) else {
-                        tracing::warn!(conversation_id = %conversation.id, "bot sent an invalid message; skipped");
-                        continue;
-                    };
-                    store
-                        .append_outbound(
-                            conversation.id,
-                            OutboundMessage {
-                                author_kind: AuthorKind::Bot,
-                                agent_id: None,
-                                text,
-                                html: None,
-                            },
-                        )
-                        .await?;
-                }
+                let replies = reply
+                    .messages
+                    .iter()
+                    .filter_map(|text| match MessageText::parse(text) {
+                        Ok(text) => Some(OutboundMessage {
+                            author_kind: AuthorKind::Bot,
+                            agent_id: None,
+                            text,
+                            html: None,
+                        }),
+                        Err(_) => {
+                            tracing::warn!(conversation_id = %conversation.id, "bot sent an invalid message; skipped");
+                            None
+                        }
+                    })
+                    .collect();
+                store
+                    .complete_inbound(conversation, message.id, replies)
+                    .await?;
                 if let Some(h) = reply.handoff {
                     let mut e = Escalation::because(HandoffReason::BotRequest);
                     e.reason_detail = h.reason;
@@ -180,6 +189,7 @@ impl Pipeline {
                 let mut e = Escalation::because(HandoffReason::BotFailure);
                 e.reason_detail = Some(err.to_string());
                 self.escalate(conversation.id, e).await?;
+                store.mark_processed(message.id).await?;
             }
         }
         Ok(())

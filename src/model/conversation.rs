@@ -55,6 +55,14 @@ impl ChannelKind {
     }
 }
 
+impl ChannelKind {
+    /// Whether replies must be pushed to the customer through the channel. The API channel's
+    /// clients read replies back instead, so a stored reply is a delivered one.
+    pub fn pushes_replies(self) -> bool {
+        !matches!(self, ChannelKind::Api)
+    }
+}
+
 impl fmt::Display for ChannelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -302,6 +302,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
 
+    /// The latest `limit` messages of a conversation, oldest first (the bot's context).
+    async fn recent_messages(
+        &self,
+        id: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
     /// One message.
     async fn message(&self, id: MessageId) -> Result<Message, StoreError>;
 
@@ -327,6 +334,16 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<(MessageId, ConversationId)>, StoreError>;
 
+    /// Stores the bot's replies to an inbound message and marks it handled, in one write, so a
+    /// crash never leaves a message answered but unmarked (answered twice after restart).
+    /// Replies are dropped if a person took the conversation over meanwhile.
+    async fn complete_inbound(
+        &self,
+        conversation: &Conversation,
+        inbound: MessageId,
+        replies: Vec<OutboundMessage>,
+    ) -> Result<Vec<Message>, StoreError>;
+
     /// Marks an inbound message handled.
     async fn mark_processed(&self, id: MessageId) -> Result<(), StoreError>;
 
@@ -336,11 +353,10 @@ pub trait Store: Send + Sync + 'static {
     async fn due_deliveries(&self, now: Timestamp, limit: u32)
     -> Result<Vec<Delivery>, StoreError>;
 
-    /// Records the outcome of a delivery attempt.
-    async fn record_delivery(
+    /// Records the outcomes of delivery attempts, all in one write.
+    async fn record_deliveries(
         &self,
-        id: MessageId,
-        outcome: DeliveryOutcome,
+        outcomes: Vec<(MessageId, DeliveryOutcome)>,
     ) -> Result<(), StoreError>;
 
     // --- handoffs ---
@@ -420,10 +436,13 @@ pub trait Store: Send + Sync + 'static {
 /// A store shared across the app.
 pub type SharedStore = std::sync::Arc<dyn Store>;
 
-/// Makes `DeliveryStatus` available to implementations without a long import list.
-pub(crate) fn initial_delivery_status(author: AuthorKind) -> DeliveryStatus {
+/// The delivery status a new message starts with: inbound messages are received; replies wait
+/// for the dispatcher, except on channels that deliver by storing (the API channel's clients
+/// read replies back), where they are sent the moment they are stored.
+pub(crate) fn initial_delivery_status(author: AuthorKind, channel: ChannelKind) -> DeliveryStatus {
     match author {
         AuthorKind::Customer => DeliveryStatus::Received,
+        _ if !channel.pushes_replies() => DeliveryStatus::Sent,
         _ => DeliveryStatus::Pending,
     }
 }
@@ -441,7 +460,10 @@ mod tests {
             (TicketStep::Release, [true, true, true, false, false]),
         ];
         for (step, allowed) in table {
-            for (status, want) in [Queued, Assigned, Accepted, Resolved, Released].into_iter().zip(allowed) {
+            for (status, want) in [Queued, Assigned, Accepted, Resolved, Released]
+                .into_iter()
+                .zip(allowed)
+            {
                 assert_eq!(step.applies_to(status), want, "{step:?} from {status}");
             }
         }

@@ -1,8 +1,11 @@
 //! Who is calling: bearer tokens for machines and agents, a cookie for the dashboard pages.
 //! Tokens are looked up by their SHA-256 hash; the store never holds a usable token.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
@@ -13,6 +16,38 @@ use crate::store::Role;
 
 /// The cookie that carries a token for browser pages.
 pub const SESSION_COOKIE: &str = "baton_session";
+
+/// Recently verified token hashes, so a busy integration does not cost a database read per
+/// request. Entries live [`TokenCache::TTL`]; a revoked token stops working within that time.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (Role, Instant)>>,
+}
+
+impl TokenCache {
+    /// How long a verified token is trusted without asking the store again.
+    pub const TTL: Duration = Duration::from_secs(30);
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn get(&self, hash: &str) -> Option<Role> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(role, _)| *role)
+    }
+
+    fn put(&self, hash: String, role: Role) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (role, Instant::now()));
+    }
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +103,16 @@ impl FromRequest for Caller {
                 .ok_or(ApiError::Unauthorized)?;
             let services =
                 services.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("services missing")))?;
+            let hash = hash_token(&token);
+            if let Some(role) = services.tokens.get(&hash) {
+                return Ok(Caller { role });
+            }
             let role = services
                 .store
-                .role_for_token(&hash_token(&token))
+                .role_for_token(&hash)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
+            services.tokens.put(hash, role);
             Ok(Caller { role })
         })
     }

@@ -5,6 +5,7 @@ mod api;
 mod assets;
 pub mod auth;
 pub mod error;
+mod logging;
 mod pages;
 mod widget;
 
@@ -55,7 +56,7 @@ impl Application {
                              connect-src 'self'; frame-ancestors 'self'",
                         )),
                 )
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<logging::RedactedRootSpan>::new())
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(web::FormConfig::default().limit(16 * 1024))

@@ -1,0 +1,1512 @@
+//! The SQLite store: the embedded default, one file under the data directory.
+//!
+//! Writes go through a single connection (SQLite has one writer at a time anyway; queueing in
+//! the pool beats spinning on `SQLITE_BUSY`), reads through a small pool of their own (WAL lets
+//! readers run beside the writer). Inbound messages are group-committed: the ingest writer takes
+//! every message waiting, stores them in one transaction and acknowledges each after the single
+//! fsync, which is what makes durable acknowledgements cheap.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::mpsc;
+
+mod writer;
+use writer::{Job, WriteJob};
+
+use super::*;
+use crate::model::{CustomerId, HandoffEventKind, IdentityKind, ParseError};
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+    writes: mpsc::Sender<Box<dyn WriteJob>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file, applies migrations and starts the
+    /// group-commit writer. Must be called inside a Tokio runtime.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed transaction survives power loss, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        let (writes, jobs) = mpsc::channel(4 * writer::MAX_BATCH);
+        // The writer gets a thread and a runtime of its own: it is the one serial path, and on a
+        // shared runtime every statement's wake-up would queue behind HTTP and bot tasks.
+        let pool = write.clone();
+        std::thread::Builder::new()
+            .name("baton-store-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(writer::run(pool, jobs)),
+                    Err(e) => tracing::error!(error = %e, "cannot start the store writer"),
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+        Ok(Self {
+            read,
+            write,
+            writes,
+        })
+    }
+
+    /// Applies migrations to a database file and closes it (`baton migrate`).
+    pub async fn migrate(path: &Path) -> Result<(), StoreError> {
+        let store = Self::open(path).await?;
+        store.write.close().await;
+        store.read.close().await;
+        Ok(())
+    }
+
+    /// Runs `work` in the writer's next group commit, inside a savepoint, and returns its
+    /// result once committed.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.submit(true, work).await
+    }
+
+    /// Like [`SqliteStore::write`], for work of exactly one statement (or of statements each of
+    /// which leaves the store consistent on its own): no savepoint, two round trips fewer.
+    async fn write_one<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.submit(false, work).await
+    }
+
+    async fn submit<T, F>(&self, savepoint: bool, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (job, result) = Job::boxed(savepoint, work);
+        self.writes
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
+        result
+            .await
+            .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))?
+    }
+
+    /// Closes both pools, waiting for in-flight work.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound("row"),
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) => {
+                // SQLite's primary result code is the low byte of the extended code.
+                let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0) & 0xff;
+                match code {
+                    // BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN
+                    5 | 6 | 8 | 10 | 11 | 13 | 14 => StoreError::Unavailable(e),
+                    _ => StoreError::Database(e),
+                }
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+fn corrupt(e: ParseError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn parse_col<T: FromStr<Err = ParseError>>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
+    let s: String = row.try_get(col)?;
+    s.parse().map_err(corrupt)
+}
+
+fn parse_opt_col<T: FromStr<Err = ParseError>>(
+    row: &SqliteRow,
+    col: &str,
+) -> Result<Option<T>, StoreError> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| s.parse().map_err(corrupt)).transpose()
+}
+
+fn ts(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
+    Ok(Timestamp::from_millis(row.try_get(col)?))
+}
+
+fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row
+        .try_get::<Option<i64>, _>(col)?
+        .map(Timestamp::from_millis))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn skills_json(skills: &[Skill]) -> String {
+    serde_json::to_string(&skills.iter().map(Skill::as_str).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_skills(row: &SqliteRow, col: &str) -> Result<Vec<Skill>, StoreError> {
+    let raw: Vec<String> = json_col(row, col)?;
+    raw.iter()
+        .map(|s| Skill::parse(s).map_err(corrupt))
+        .collect()
+}
+
+fn row_conversation(row: &SqliteRow) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: parse_col(row, "id")?,
+        channel: parse_col(row, "channel")?,
+        status: parse_col(row, "status")?,
+        customer_id: parse_col(row, "customer_id")?,
+        assigned_agent_id: parse_opt_col(row, "assigned_agent_id")?,
+        subject: row.try_get("subject")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+fn row_message(row: &SqliteRow) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: parse_col(row, "id")?,
+        conversation_id: parse_col(row, "conversation_id")?,
+        direction: parse_col(row, "direction")?,
+        author_kind: parse_col(row, "author_kind")?,
+        agent_id: parse_opt_col(row, "agent_id")?,
+        text: row.try_get("text")?,
+        html: row.try_get("html")?,
+        attachments: json_col(row, "attachments")?,
+        external_id: row.try_get("external_id")?,
+        delivery_status: parse_col(row, "delivery_status")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+fn row_handoff(row: &SqliteRow) -> Result<Handoff, StoreError> {
+    Ok(Handoff {
+        id: parse_col(row, "id")?,
+        conversation_id: parse_col(row, "conversation_id")?,
+        reason: parse_col(row, "reason")?,
+        reason_detail: row.try_get("reason_detail")?,
+        summary: row.try_get("summary")?,
+        priority: parse_col(row, "priority")?,
+        required_skills: parse_skills(row, "required_skills")?
+            .into_iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        status: parse_col(row, "status")?,
+        assigned_agent_id: parse_opt_col(row, "assigned_agent_id")?,
+        requested_at: ts(row, "requested_at")?,
+        assigned_at: opt_ts(row, "assigned_at")?,
+        accepted_at: opt_ts(row, "accepted_at")?,
+        first_reply_at: opt_ts(row, "first_reply_at")?,
+        closed_at: opt_ts(row, "closed_at")?,
+    })
+}
+
+fn row_agent(row: &SqliteRow) -> Result<Agent, StoreError> {
+    let email: String = row.try_get("email")?;
+    Ok(Agent {
+        id: parse_col(row, "id")?,
+        name: row.try_get("name")?,
+        email: EmailAddress::parse(&email).map_err(corrupt)?,
+        skills: parse_skills(row, "skills")?,
+        max_concurrent: row
+            .try_get::<i64, _>("max_concurrent")?
+            .clamp(0, u32::MAX as i64) as u32,
+        presence: parse_col(row, "presence")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbound.
+
+/// Whether [`ingest_known`] can take a message: the sender is not bringing new handles to record.
+fn fast_path_applies(m: &InboundMessage) -> bool {
+    m.conversation_id.is_none() && m.sender.email.is_none() && m.sender.phone.is_none()
+}
+
+/// The common case in one statement: a known sender with an open conversation on this
+/// channel, a message not seen before. Every statement is a round trip to SQLite's worker
+/// thread and the writer is serial, so statements, not rows, set the pace. Senders who bring
+/// an email address or phone number take the full path, which records them.
+/// Returns `None` when the message needs the full path (new sender, no open conversation,
+/// or a redelivery).
+async fn ingest_known(
+    conn: &mut SqliteConnection,
+    m: &InboundMessage,
+    now: Timestamp,
+) -> Result<Option<IngestReceipt>, StoreError> {
+    let channel = m.channel.as_str();
+    let message_id = MessageId::new();
+    let attachments = serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into());
+    let stored = sqlx::query(
+        "INSERT INTO messages (id, conversation_id, channel, direction, author_kind, text, html, attachments,
+                               external_id, delivery_status, needs_processing, created_at)
+         SELECT ?1, conv.id, ?2, 'in', 'customer', ?3, ?4, ?5, ?6, 'received', 1, ?7
+         FROM identities i
+         JOIN conversations conv ON conv.id = (
+             SELECT id FROM conversations
+             WHERE customer_id = i.customer_id AND channel = ?2 AND status != 'resolved'
+             ORDER BY created_at DESC LIMIT 1)
+         WHERE i.kind = ?8 AND i.value = ?9
+           AND NOT EXISTS (SELECT 1 FROM messages
+                           WHERE channel = ?2 AND external_id = ?6 AND direction = 'in')
+         RETURNING conversation_id",
+    )
+    .bind(message_id.to_string())
+    .bind(channel)
+    .bind(m.text.as_str())
+    .bind(m.html.as_deref())
+    .bind(&attachments)
+    .bind(m.external_id.as_deref())
+    .bind(now.as_millis())
+    .bind(m.sender.identity.kind.as_str())
+    .bind(&m.sender.identity.value)
+    .fetch_optional(&mut *conn)
+    .await?;
+    stored
+        .map(|row| {
+            Ok(IngestReceipt {
+                conversation_id: parse_col(&row, "conversation_id")?,
+                message_id,
+                duplicate: false,
+            })
+        })
+        .transpose()
+}
+
+async fn ingest_one(
+    conn: &mut SqliteConnection,
+    m: &InboundMessage,
+    now: Timestamp,
+) -> Result<IngestReceipt, StoreError> {
+    let channel = m.channel.as_str();
+    let message_id = MessageId::new();
+    let attachments = serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into());
+    let row = sqlx::query(
+        "SELECT
+             (SELECT id FROM messages WHERE channel = ?1 AND external_id = ?2 AND direction = 'in') AS dup_id,
+             (SELECT conversation_id FROM messages
+              WHERE channel = ?1 AND external_id = ?2 AND direction = 'in') AS dup_conversation,
+             i.customer_id AS customer_id,
+             c.display_name IS NULL AS unnamed,
+             (SELECT id FROM conversations
+              WHERE customer_id = i.customer_id AND channel = ?1 AND status != 'resolved'
+              ORDER BY created_at DESC LIMIT 1) AS open_conversation
+         FROM (SELECT 1) AS one
+         LEFT JOIN identities i ON i.kind = ?3 AND i.value = ?4
+         LEFT JOIN customers c ON c.id = i.customer_id",
+    )
+    .bind(channel)
+    .bind(m.external_id.as_deref())
+    .bind(m.sender.identity.kind.as_str())
+    .bind(&m.sender.identity.value)
+    .fetch_one(&mut *conn)
+    .await?;
+    if let Some(dup) = parse_opt_col::<MessageId>(&row, "dup_id")? {
+        return Ok(IngestReceipt {
+            conversation_id: parse_col(&row, "dup_conversation")?,
+            message_id: dup,
+            duplicate: true,
+        });
+    }
+
+    let conversation_id = match m.conversation_id {
+        Some(id) => {
+            let row = sqlx::query("SELECT channel, status FROM conversations WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(StoreError::NotFound("conversation"))?;
+            let conv_channel: ChannelKind = parse_col(&row, "channel")?;
+            if conv_channel != m.channel {
+                return Err(StoreError::Conflict(
+                    "the conversation is on another channel".into(),
+                ));
+            }
+            let status: ConversationStatus = parse_col(&row, "status")?;
+            if status == ConversationStatus::Resolved {
+                // The customer wrote again: the conversation reopens with the bot.
+                set_conversation_status(conn, id, status, ConversationStatus::Bot, now).await?;
+            }
+            id
+        }
+        None => match parse_opt_col::<CustomerId>(&row, "customer_id")? {
+            Some(customer) => {
+                let unnamed: bool = row.try_get::<Option<bool>, _>("unnamed")?.unwrap_or(false);
+                learn_about_customer(conn, customer, &m.sender, unnamed, now).await?;
+                match parse_opt_col::<ConversationId>(&row, "open_conversation")? {
+                    Some(open) => open,
+                    None => insert_conversation(conn, m.channel, customer, None, now).await?,
+                }
+            }
+            None => {
+                let customer = resolve_customer(conn, &m.sender, now).await?;
+                open_conversation_or_new(conn, m.channel, customer, now).await?
+            }
+        },
+    };
+
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, channel, direction, author_kind, text, html, attachments,
+                               external_id, delivery_status, needs_processing, created_at)
+         VALUES (?, ?, ?, 'in', 'customer', ?, ?, ?, ?, 'received', 1, ?)",
+    )
+    .bind(message_id.to_string())
+    .bind(conversation_id.to_string())
+    .bind(channel)
+    .bind(m.text.as_str())
+    .bind(m.html.as_deref())
+    .bind(&attachments)
+    .bind(m.external_id.as_deref())
+    .bind(now.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(IngestReceipt {
+        conversation_id,
+        message_id,
+        duplicate: false,
+    })
+}
+
+/// The customer's open conversation on a channel, or a new one.
+async fn open_conversation_or_new(
+    conn: &mut SqliteConnection,
+    channel: ChannelKind,
+    customer: CustomerId,
+    now: Timestamp,
+) -> Result<ConversationId, StoreError> {
+    let open = sqlx::query(
+        "SELECT id FROM conversations WHERE customer_id = ? AND channel = ? AND status != 'resolved'
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(customer.to_string())
+    .bind(channel.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    match open {
+        Some(row) => parse_col(&row, "id"),
+        None => insert_conversation(conn, channel, customer, None, now).await,
+    }
+}
+
+/// Records what a known customer told us this time: a name if we had none, an email address
+/// or phone number not yet on file. A handle that belongs to someone else stays theirs.
+async fn learn_about_customer(
+    conn: &mut SqliteConnection,
+    customer: CustomerId,
+    sender: &SenderProfile,
+    unnamed: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if unnamed && let Some(name) = &sender.display_name {
+        sqlx::query("UPDATE customers SET display_name = ? WHERE id = ? AND display_name IS NULL")
+            .bind(name)
+            .bind(customer.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    let shared = sender
+        .email
+        .iter()
+        .map(Identity::email)
+        .chain(sender.phone.iter().map(Identity::phone));
+    for identity in shared {
+        sqlx::query("INSERT OR IGNORE INTO identities (kind, value, customer_id, created_at) VALUES (?, ?, ?, ?)")
+            .bind(identity.kind.as_str())
+            .bind(&identity.value)
+            .bind(customer.to_string())
+            .bind(now.as_millis())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Finds the customer behind a sender, or creates one. A known email address or phone
+/// number links a new channel identity to the existing customer.
+async fn resolve_customer(
+    conn: &mut SqliteConnection,
+    sender: &SenderProfile,
+    now: Timestamp,
+) -> Result<CustomerId, StoreError> {
+    let mut shared: Vec<Identity> = Vec::new();
+    if let Some(email) = &sender.email {
+        shared.push(Identity::email(email));
+    }
+    if let Some(phone) = &sender.phone {
+        shared.push(Identity::phone(phone));
+    }
+
+    let mut customer = find_identity(conn, &sender.identity).await?;
+    if customer.is_none() {
+        for identity in &shared {
+            if let Some(found) = find_identity(conn, identity).await? {
+                customer = Some(found);
+                break;
+            }
+        }
+    }
+    let customer = match customer {
+        Some(c) => c,
+        None => {
+            let id = CustomerId::new();
+            sqlx::query("INSERT INTO customers (id, display_name, created_at) VALUES (?, ?, ?)")
+                .bind(id.to_string())
+                .bind(sender.display_name.as_deref())
+                .bind(now.as_millis())
+                .execute(&mut *conn)
+                .await?;
+            id
+        }
+    };
+    // Record every handle we learned. A handle that already belongs to someone else stays
+    // theirs: two customers are never merged on a guess.
+    for identity in std::iter::once(&sender.identity).chain(shared.iter()) {
+        sqlx::query("INSERT OR IGNORE INTO identities (kind, value, customer_id, created_at) VALUES (?, ?, ?, ?)")
+            .bind(identity.kind.as_str())
+            .bind(&identity.value)
+            .bind(customer.to_string())
+            .bind(now.as_millis())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(name) = &sender.display_name {
+        sqlx::query("UPDATE customers SET display_name = ? WHERE id = ? AND display_name IS NULL")
+            .bind(name)
+            .bind(customer.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(customer)
+}
+
+async fn find_identity(
+    conn: &mut SqliteConnection,
+    identity: &Identity,
+) -> Result<Option<CustomerId>, StoreError> {
+    let row = sqlx::query("SELECT customer_id FROM identities WHERE kind = ? AND value = ?")
+        .bind(identity.kind.as_str())
+        .bind(&identity.value)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| parse_col(&r, "customer_id")).transpose()
+}
+
+async fn insert_conversation(
+    conn: &mut SqliteConnection,
+    channel: ChannelKind,
+    customer: CustomerId,
+    widget_token_hash: Option<&str>,
+    now: Timestamp,
+) -> Result<ConversationId, StoreError> {
+    let id = ConversationId::new();
+    sqlx::query(
+        "INSERT INTO conversations (id, channel, status, customer_id, widget_token_hash, created_at, updated_at)
+         VALUES (?, ?, 'bot', ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(channel.as_str())
+    .bind(customer.to_string())
+    .bind(widget_token_hash)
+    .bind(now.as_millis())
+    .bind(now.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Moves a conversation from `from` to `to`, checking the lifecycle and that nobody changed
+/// the status in between.
+async fn set_conversation_status(
+    conn: &mut SqliteConnection,
+    id: ConversationId,
+    from: ConversationStatus,
+    to: ConversationStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    from.transition(to)?;
+    let done = sqlx::query(
+        "UPDATE conversations SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+    )
+    .bind(to.as_str())
+    .bind(now.as_millis())
+    .bind(id.to_string())
+    .bind(from.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict(
+            "the conversation changed meanwhile".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn load_conversation(
+    conn: &mut SqliteConnection,
+    id: ConversationId,
+) -> Result<Conversation, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at
+         FROM conversations WHERE id = ?",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound("conversation"))?;
+    row_conversation(&row)
+}
+
+async fn load_handoff(conn: &mut SqliteConnection, id: HandoffId) -> Result<Handoff, StoreError> {
+    let row = sqlx::query("SELECT * FROM handoffs WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("handoff"))?;
+    row_handoff(&row)
+}
+
+async fn load_message(conn: &mut SqliteConnection, id: MessageId) -> Result<Message, StoreError> {
+    let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("message"))?;
+    row_message(&row)
+}
+
+async fn insert_outbound(
+    conn: &mut SqliteConnection,
+    conversation: &Conversation,
+    out: &OutboundMessage,
+    now: Timestamp,
+) -> Result<MessageId, StoreError> {
+    let id = MessageId::new();
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, channel, direction, author_kind, agent_id, text, html,
+                               delivery_status, next_attempt_at, created_at)
+         VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(conversation.id.to_string())
+    .bind(conversation.channel.as_str())
+    .bind(out.author_kind.as_str())
+    .bind(out.agent_id.map(|a| a.to_string()))
+    .bind(out.text.as_str())
+    .bind(out.html.as_deref())
+    .bind(initial_delivery_status(out.author_kind, conversation.channel).as_str())
+    .bind(now.as_millis())
+    .bind(now.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Appends a handoff event to the outbox, in the caller's transaction.
+async fn emit(
+    conn: &mut SqliteConnection,
+    kind: HandoffEventKind,
+    handoff: &Handoff,
+    channel: ChannelKind,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let event = HandoffEvent::new(
+        kind,
+        handoff.id,
+        handoff.conversation_id,
+        channel,
+        handoff.reason,
+        handoff.priority,
+        handoff.assigned_agent_id,
+        handoff.requested_at,
+        now,
+    );
+    let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("INSERT INTO event_outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
+        .bind(event.event_id.to_string())
+        .bind(payload)
+        .bind(now.as_millis())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn load_agent(conn: &mut SqliteConnection, id: AgentId) -> Result<Agent, StoreError> {
+    let row = sqlx::query("SELECT * FROM agents WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("agent"))?;
+    row_agent(&row)
+}
+
+/// Checks that `agent` (when given) owns the ticket.
+fn check_owner(handoff: &Handoff, agent: Option<AgentId>) -> Result<(), StoreError> {
+    match agent {
+        Some(a) if handoff.assigned_agent_id != Some(a) => Err(StoreError::NotYours),
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(&self, inbound: InboundMessage) -> Result<IngestReceipt, StoreError> {
+        let inbound = std::sync::Arc::new(inbound);
+        if fast_path_applies(&inbound) {
+            let m = inbound.clone();
+            let known = self
+                .write_one(move |tx| {
+                    Box::pin(async move { ingest_known(tx, &m, Timestamp::now()).await })
+                })
+                .await?;
+            if let Some(receipt) = known {
+                return Ok(receipt);
+            }
+        }
+        self.write(move |tx| {
+            Box::pin(async move { ingest_one(tx, &inbound, Timestamp::now()).await })
+        })
+        .await
+    }
+
+    async fn create_web_conversation(
+        &self,
+        sender: SenderProfile,
+        token_hash: String,
+    ) -> Result<Conversation, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = Timestamp::now();
+                let customer = resolve_customer(&mut *tx, &sender, now).await?;
+                let id = insert_conversation(
+                    &mut *tx,
+                    ChannelKind::WebChat,
+                    customer,
+                    Some(&token_hash),
+                    now,
+                )
+                .await?;
+                let conversation = load_conversation(&mut *tx, id).await?;
+                Ok(conversation)
+            })
+        })
+        .await
+    }
+
+    async fn widget_token_hash(&self, id: ConversationId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT widget_token_hash FROM conversations WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get("widget_token_hash"))
+            .transpose()?
+            .flatten())
+    }
+
+    async fn customer(&self, id: CustomerId) -> Result<Customer, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        let row = sqlx::query("SELECT id, display_name, created_at FROM customers WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound("customer"))?;
+        let identities = sqlx::query(
+            "SELECT kind, value FROM identities WHERE customer_id = ? ORDER BY created_at, kind",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            let kind: String = r.try_get("kind")?;
+            Ok(Identity {
+                kind: IdentityKind::parse(&kind).map_err(corrupt)?,
+                value: r.try_get("value")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Customer {
+            id,
+            display_name: row.try_get("display_name")?,
+            identities,
+            created_at: ts(&row, "created_at")?,
+        })
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Conversation, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        load_conversation(&mut conn, id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let (before_ts, before_id) = match filter.before {
+            Some((t, id)) => (Some(t.as_millis()), Some(id.to_string())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(
+            "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at
+             FROM conversations
+             WHERE (?1 IS NULL OR channel = ?1)
+               AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
+             ORDER BY created_at DESC, id DESC
+             LIMIT ?5",
+        )
+        .bind(filter.channel.map(ChannelKind::as_str))
+        .bind(filter.status.map(ConversationStatus::as_str))
+        .bind(before_ts)
+        .bind(before_id)
+        .bind(filter.limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(row_conversation).collect()
+    }
+
+    async fn messages(
+        &self,
+        id: ConversationId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        // Message ids are UUIDv7 and created_at is non-decreasing per store, so (created_at, id)
+        // orders messages the way they were stored.
+        let rows = sqlx::query(
+            "SELECT * FROM messages
+             WHERE conversation_id = ?1
+               AND (?2 IS NULL OR (created_at, id) > (SELECT created_at, id FROM messages WHERE id = ?2))
+             ORDER BY created_at, id
+             LIMIT ?3",
+        )
+        .bind(id.to_string())
+        .bind(after.map(|a| a.to_string()))
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(row_message).collect()
+    }
+
+    async fn recent_messages(
+        &self,
+        id: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (
+                 SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at DESC, id DESC LIMIT ?
+             ) ORDER BY created_at, id",
+        )
+        .bind(id.to_string())
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(row_message).collect()
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Message, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        load_message(&mut conn, id).await
+    }
+
+    async fn append_outbound(
+        &self,
+        id: ConversationId,
+        out: OutboundMessage,
+    ) -> Result<Message, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = Timestamp::now();
+                let conversation = load_conversation(&mut *tx, id).await?;
+                let message_id = insert_outbound(&mut *tx, &conversation, &out, now).await?;
+                let message = load_message(&mut *tx, message_id).await?;
+                Ok(message)
+            })
+        })
+        .await
+    }
+
+    async fn append_agent_reply(
+        &self,
+        id: ConversationId,
+        agent: Option<AgentId>,
+        text: MessageText,
+    ) -> Result<Message, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = Timestamp::now();
+                let conversation = load_conversation(&mut *tx, id).await?;
+                if conversation.status != ConversationStatus::Agent {
+                    return Err(StoreError::Conflict(format!(
+                        "the conversation is {}; an agent must accept its ticket before replying",
+                        conversation.status
+                    )));
+                }
+                let row = sqlx::query(
+                    "SELECT * FROM handoffs WHERE conversation_id = ? AND status = 'accepted'",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict("the conversation has no accepted ticket".into())
+                })?;
+                let handoff = row_handoff(&row)?;
+                check_owner(&handoff, agent)?;
+                let out = OutboundMessage {
+                    author_kind: AuthorKind::Agent,
+                    agent_id: agent.or(handoff.assigned_agent_id),
+                    text,
+                    html: None,
+                };
+                let message_id = insert_outbound(&mut *tx, &conversation, &out, now).await?;
+                if handoff.first_reply_at.is_none() {
+                    sqlx::query("UPDATE handoffs SET first_reply_at = ? WHERE id = ?")
+                        .bind(now.as_millis())
+                        .bind(handoff.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    emit(
+                        &mut *tx,
+                        HandoffEventKind::FirstAgentReply,
+                        &handoff,
+                        conversation.channel,
+                        now,
+                    )
+                    .await?;
+                }
+                let message = load_message(&mut *tx, message_id).await?;
+                Ok(message)
+            })
+        })
+        .await
+    }
+
+    async fn unprocessed_inbound(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(MessageId, ConversationId)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, conversation_id FROM messages WHERE needs_processing = 1 ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((parse_col(r, "id")?, parse_col(r, "conversation_id")?)))
+            .collect()
+    }
+
+    async fn complete_inbound(
+        &self,
+        conversation: &Conversation,
+        inbound: MessageId,
+        replies: Vec<OutboundMessage>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let channel = conversation.channel;
+        let conversation = conversation.id;
+        let now = Timestamp::now();
+        let stored: Vec<Message> = replies
+            .into_iter()
+            .map(|reply| Message {
+                id: MessageId::new(),
+                conversation_id: conversation,
+                direction: crate::model::Direction::Out,
+                author_kind: reply.author_kind,
+                agent_id: reply.agent_id,
+                delivery_status: initial_delivery_status(reply.author_kind, channel),
+                text: reply.text.into_string(),
+                html: reply.html,
+                attachments: Vec::new(),
+                external_id: None,
+                created_at: now,
+            })
+            .collect();
+        let rows = serde_json::to_string(
+            &stored
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m.id, "author_kind": m.author_kind.as_str(), "agent_id": m.agent_id,
+                        "text": m.text, "html": m.html, "status": m.delivery_status.as_str(),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let count = stored.len() as u64;
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                // One statement for every reply. Only while the bot still owns the conversation:
+                // if a person took over while the bot was thinking, its answer is dropped. The
+                // messages_mark_answered trigger marks the inbound message handled in the same
+                // statement.
+                let inserted = sqlx::query(
+                    "INSERT INTO messages (id, conversation_id, channel, direction, author_kind, agent_id, text,
+                                           html, delivery_status, next_attempt_at, in_reply_to, created_at)
+                     SELECT json_extract(r.value, '$.id'), c.id, c.channel, 'out',
+                            json_extract(r.value, '$.author_kind'), json_extract(r.value, '$.agent_id'),
+                            json_extract(r.value, '$.text'), json_extract(r.value, '$.html'),
+                            json_extract(r.value, '$.status'), ?3, ?4, ?3
+                     FROM conversations c, json_each(?1) r
+                     WHERE c.id = ?2 AND c.status = 'bot'
+                     ORDER BY r.key",
+                )
+                .bind(rows)
+                .bind(conversation.to_string())
+                .bind(now.as_millis())
+                .bind(inbound.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted < count || count == 0 {
+                    // Nothing stored that would have marked it: mark it handled directly.
+                    sqlx::query("UPDATE messages SET needs_processing = 0 WHERE id = ?")
+                        .bind(inbound.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Ok(if inserted == count { stored } else { Vec::new() })
+            })
+        })
+        .await
+    }
+
+    async fn mark_processed(&self, id: MessageId) -> Result<(), StoreError> {
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE messages SET needs_processing = 0 WHERE id = ?")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages
+             WHERE delivery_status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+             ORDER BY next_attempt_at, created_at LIMIT ?",
+        )
+        .bind(now.as_millis())
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Delivery {
+                    message: row_message(r)?,
+                    channel: parse_col(r, "channel")?,
+                    attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_deliveries(
+        &self,
+        outcomes: Vec<(MessageId, DeliveryOutcome)>,
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = outcomes
+            .into_iter()
+            .map(|(id, outcome)| {
+                let (status, next, error) = match outcome {
+                    DeliveryOutcome::Sent => (DeliveryStatus::Sent, None, None),
+                    DeliveryOutcome::RetryAt(at, e) => (DeliveryStatus::Pending, Some(at.as_millis()), Some(e)),
+                    DeliveryOutcome::Failed(e) => (DeliveryStatus::Failed, None, Some(e)),
+                };
+                serde_json::json!({"id": id, "status": status.as_str(), "next": next, "error": error})
+            })
+            .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
+        // One statement for the whole batch.
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "WITH o AS (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.status') AS status,
+                                       json_extract(value, '$.next') AS next, json_extract(value, '$.error') AS error
+                                FROM json_each(?1))
+                     UPDATE messages SET delivery_status = (SELECT status FROM o WHERE o.id = messages.id),
+                                         next_attempt_at = (SELECT next FROM o WHERE o.id = messages.id),
+                                         delivery_error = (SELECT error FROM o WHERE o.id = messages.id),
+                                         attempts = attempts + 1
+                     WHERE messages.id IN (SELECT id FROM o) AND messages.delivery_status = 'pending'",
+                )
+                .bind(rows)
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn request_handoff(
+        &self,
+        id: ConversationId,
+        request: HandoffRequest,
+    ) -> Result<(Handoff, Message), StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = Timestamp::now();
+                let conversation = load_conversation(&mut *tx, id).await?;
+                if conversation.status != ConversationStatus::Bot {
+                    return Err(StoreError::Conflict(format!(
+                        "the conversation is {}; only a conversation with the bot can be handed off",
+                        conversation.status
+                    )));
+                }
+                set_conversation_status(
+                    &mut *tx,
+                    id,
+                    ConversationStatus::Bot,
+                    ConversationStatus::Queued,
+                    now,
+                )
+                .await?;
+                let handoff_id = HandoffId::new();
+                sqlx::query(
+                    "INSERT INTO handoffs (id, conversation_id, reason, reason_detail, summary, priority, priority_rank,
+                                           required_skills, status, requested_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                )
+                .bind(handoff_id.to_string())
+                .bind(id.to_string())
+                .bind(request.reason.as_str())
+                .bind(request.reason_detail.as_deref())
+                .bind(request.summary.as_deref())
+                .bind(request.priority.as_str())
+                .bind(request.priority.rank())
+                .bind(skills_json(&request.required_skills))
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                let handoff = load_handoff(&mut *tx, handoff_id).await?;
+                emit(
+                    &mut *tx,
+                    HandoffEventKind::Requested,
+                    &handoff,
+                    conversation.channel,
+                    now,
+                )
+                .await?;
+                emit(
+                    &mut *tx,
+                    HandoffEventKind::Queued,
+                    &handoff,
+                    conversation.channel,
+                    now,
+                )
+                .await?;
+                let notice = OutboundMessage {
+                    author_kind: AuthorKind::System,
+                    agent_id: None,
+                    text: request.notice,
+                    html: None,
+                };
+                let notice_id = insert_outbound(&mut *tx, &conversation, &notice, now).await?;
+                let notice = load_message(&mut *tx, notice_id).await?;
+                Ok((handoff, notice))
+            })
+        })
+        .await
+    }
+
+    async fn assign_queued(&self) -> Result<Vec<Assignment>, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = Timestamp::now();
+                let queued = sqlx::query(
+                    "SELECT h.*, c.channel FROM handoffs h JOIN conversations c ON c.id = h.conversation_id
+                     WHERE h.status = 'queued' ORDER BY h.priority_rank DESC, h.requested_at, h.id LIMIT 500",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                if queued.is_empty() {
+                    return Ok(Vec::new());
+                }
+                struct Candidate {
+                    id: AgentId,
+                    skills: Vec<Skill>,
+                    free: i64,
+                }
+                let mut agents: Vec<Candidate> = sqlx::query(
+                    "SELECT a.id, a.skills, a.max_concurrent - (
+                         SELECT count(*) FROM handoffs h WHERE h.assigned_agent_id = a.id AND h.status IN ('assigned', 'accepted')
+                     ) AS free
+                     FROM agents a WHERE a.presence = 'online'
+                     ORDER BY a.last_assigned_at, a.id",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Candidate {
+                        id: parse_col(r, "id")?,
+                        skills: parse_skills(r, "skills")?,
+                        free: r.try_get("free")?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+                // Strict rotation even within one millisecond: each assignment gets the next number.
+                let mut turn: i64 =
+                    sqlx::query("SELECT coalesce(max(last_assigned_at), 0) AS m FROM agents")
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("m")?;
+                turn = turn.max(now.as_millis());
+
+                let mut assigned = Vec::new();
+                for row in &queued {
+                    let handoff = row_handoff(row)?;
+                    let channel: ChannelKind = parse_col(row, "channel")?;
+                    let Some(pos) = agents.iter().position(|a| {
+                        a.free > 0
+                            && handoff
+                                .required_skills
+                                .iter()
+                                .all(|s| a.skills.iter().any(|k| k.as_str() == s))
+                    }) else {
+                        continue;
+                    };
+                    let mut agent = agents.remove(pos);
+                    turn += 1;
+                    sqlx::query("UPDATE handoffs SET status = 'assigned', assigned_agent_id = ?, assigned_at = ? WHERE id = ?")
+                        .bind(agent.id.to_string())
+                        .bind(now.as_millis())
+                        .bind(handoff.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    set_conversation_status(
+                        &mut *tx,
+                        handoff.conversation_id,
+                        ConversationStatus::Queued,
+                        ConversationStatus::Assigned,
+                        now,
+                    )
+                    .await?;
+                    sqlx::query("UPDATE conversations SET assigned_agent_id = ? WHERE id = ?")
+                        .bind(agent.id.to_string())
+                        .bind(handoff.conversation_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("UPDATE agents SET last_assigned_at = ? WHERE id = ?")
+                        .bind(turn)
+                        .bind(agent.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    let handoff = Handoff {
+                        status: HandoffStatus::Assigned,
+                        assigned_agent_id: Some(agent.id),
+                        assigned_at: Some(now),
+                        ..handoff
+                    };
+                    emit(&mut *tx, HandoffEventKind::Assigned, &handoff, channel, now).await?;
+                    assigned.push(Assignment {
+                        handoff_id: handoff.id,
+                        conversation_id: handoff.conversation_id,
+                        agent_id: agent.id,
+                    });
+                    agent.free -= 1;
+                    // The agent just served goes to the back of the line.
+                    agents.push(agent);
+                }
+                Ok(assigned)
+            })
+        })
+        .await
+    }
+
+    async fn ticket_step(
+        &self,
+        id: HandoffId,
+        step: TicketStep,
+        agent: Option<AgentId>,
+    ) -> Result<Handoff, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = Timestamp::now();
+                let handoff = load_handoff(&mut *tx, id).await?;
+                if !step.applies_to(handoff.status) {
+                    return Err(StoreError::Conflict(format!(
+                        "the ticket is {}; it cannot be {}",
+                        handoff.status,
+                        step.done()
+                    )));
+                }
+                check_owner(&handoff, agent)?;
+                let conversation = load_conversation(&mut *tx, handoff.conversation_id).await?;
+                set_conversation_status(
+                    &mut *tx,
+                    conversation.id,
+                    conversation.status,
+                    step.conversation_status(),
+                    now,
+                )
+                .await?;
+                if step == TicketStep::Release {
+                    sqlx::query("UPDATE conversations SET assigned_agent_id = NULL WHERE id = ?")
+                        .bind(conversation.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "UPDATE handoffs SET status = ?1,
+                         accepted_at = CASE WHEN ?1 = 'accepted' THEN ?2 ELSE accepted_at END,
+                         closed_at = CASE WHEN ?1 IN ('resolved', 'released') THEN ?2 ELSE closed_at END
+                     WHERE id = ?3",
+                )
+                .bind(step.handoff_status().as_str())
+                .bind(now.as_millis())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                let handoff = load_handoff(&mut *tx, id).await?;
+                emit(&mut *tx, step.event(), &handoff, conversation.channel, now).await?;
+                Ok(handoff)
+            })
+        })
+        .await
+    }
+
+    async fn handoff(&self, id: HandoffId) -> Result<Handoff, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        load_handoff(&mut conn, id).await
+    }
+
+    async fn latest_handoff(&self, id: ConversationId) -> Result<Option<Handoff>, StoreError> {
+        let row = sqlx::query("SELECT * FROM handoffs WHERE conversation_id = ? ORDER BY requested_at DESC, id DESC LIMIT 1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(row_handoff).transpose()
+    }
+
+    async fn list_handoffs(
+        &self,
+        status: Option<HandoffStatus>,
+        limit: u32,
+    ) -> Result<Vec<Handoff>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM handoffs WHERE (?1 IS NULL OR status = ?1)
+             ORDER BY priority_rank DESC, requested_at, id LIMIT ?2",
+        )
+        .bind(status.map(HandoffStatus::as_str))
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(row_handoff).collect()
+    }
+
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let id = AgentId::new();
+                let now = Timestamp::now();
+                let result = sqlx::query(
+                    "INSERT INTO agents (id, name, email, skills, max_concurrent, presence, created_at)
+                     VALUES (?, ?, ?, ?, ?, 'offline', ?)",
+                )
+                .bind(id.to_string())
+                .bind(&agent.name)
+                .bind(agent.email.as_str())
+                .bind(skills_json(&agent.skills))
+                .bind(agent.max_concurrent as i64)
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await;
+                match result {
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        return Err(StoreError::Conflict(
+                            "an agent with this email already exists".into(),
+                        ));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+                load_agent(&mut *tx, id).await
+            })
+        })
+        .await
+    }
+
+    async fn agent(&self, id: AgentId) -> Result<Agent, StoreError> {
+        let row = sqlx::query("SELECT * FROM agents WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.write)
+            .await?
+            .ok_or(StoreError::NotFound("agent"))?;
+        row_agent(&row)
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM agents ORDER BY name, id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(row_agent).collect()
+    }
+
+    async fn set_presence(&self, id: AgentId, presence: Presence) -> Result<Agent, StoreError> {
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query("UPDATE agents SET presence = ? WHERE id = ?")
+                    .bind(presence.as_str())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("agent"));
+                }
+                load_agent(&mut *tx, id).await
+            })
+        })
+        .await
+    }
+
+    async fn insert_token(
+        &self,
+        token_hash: &str,
+        role: Role,
+        label: &str,
+    ) -> Result<(), StoreError> {
+        let (token_hash, label) = (token_hash.to_owned(), label.to_owned());
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                let (role_name, agent) = match role {
+                    Role::Admin => ("admin", None),
+                    Role::Agent(a) => ("agent", Some(a.to_string())),
+                };
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, token_hash, role, agent_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT(token_hash) DO NOTHING",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(token_hash)
+                .bind(role_name)
+                .bind(agent)
+                .bind(label)
+                .bind(Timestamp::now().as_millis())
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn role_for_token(&self, token_hash: &str) -> Result<Option<Role>, StoreError> {
+        let row = sqlx::query(
+            "SELECT role, agent_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get("role")?;
+        match role.as_str() {
+            "admin" => Ok(Some(Role::Admin)),
+            "agent" => Ok(Some(Role::Agent(parse_col(&row, "agent_id")?))),
+            other => Err(StoreError::Corrupt(format!("unknown token role {other:?}"))),
+        }
+    }
+
+    async fn outbox_batch(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query("SELECT seq, payload FROM event_outbox ORDER BY seq LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    seq: r.try_get("seq")?,
+                    event: json_col(r, "payload")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_ack(&self, up_to_seq: i64) -> Result<(), StoreError> {
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM event_outbox WHERE seq <= ?")
+                    .bind(up_to_seq)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT count(*) AS n FROM event_outbox")
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        Ok(n.max(0) as u64)
+    }
+}
