@@ -3,7 +3,10 @@
 //! driven by the same load generator in the same run. The ratio is the figure that matters:
 //! absolute numbers on a shared 2-core machine move from run to run.
 //!
-//!   cargo bench --bench ingest -- [--seconds N] [--connections N]
+//!   cargo bench --bench ingest -- [--seconds N] [--connections N] [--rounds N]
+//!
+//! The two targets are measured in alternating rounds (trivial, gateway, trivial, ...) and the
+//! medians compared, so a noisy neighbour slows both rather than one.
 //!
 //! Set BATON_BENCH_CLICKHOUSE_URL to ship events to a ClickHouse; this benchmark creates no
 //! handoffs, so it does not need one.
@@ -21,12 +24,14 @@ const TOKEN: &str = "bench-admin-token";
 struct Args {
     seconds: u64,
     connections: usize,
+    rounds: usize,
 }
 
 fn args() -> Args {
     let mut a = Args {
-        seconds: 10,
+        seconds: 5,
         connections: 64,
+        rounds: 3,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -34,6 +39,7 @@ fn args() -> Args {
         match argv[i].as_str() {
             "--seconds" => a.seconds = argv[i + 1].parse().expect("--seconds N"),
             "--connections" => a.connections = argv[i + 1].parse().expect("--connections N"),
+            "--rounds" => a.rounds = argv[i + 1].parse().expect("--rounds N"),
             _ => {}
         }
         i += 1;
@@ -132,6 +138,11 @@ fn report(name: &str, r: &Run) {
     );
 }
 
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    runs.swap_remove(runs.len() / 2)
+}
+
 fn main() {
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -144,10 +155,7 @@ fn main() {
 
         // The baseline: what this machine and this load generator can do at all.
         let trivial = HttpServer::new(|| {
-            App::new().route(
-                "/api/v1/messages",
-                web::post().to(|| async { HttpResponse::Ok().body("{}") }),
-            )
+            App::new().route("/api/v1/messages", web::post().to(|| async { HttpResponse::Ok().body("{}") }))
         })
         .bind("127.0.0.1:0")
         .unwrap();
@@ -156,16 +164,12 @@ fn main() {
         let trivial_handle = trivial.handle();
         tokio::spawn(trivial);
         let trivial_url = format!("http://127.0.0.1:{trivial_port}/api/v1/messages");
-        drive(trivial_url.clone(), a.connections, warmup).await;
-        let base = drive(trivial_url, a.connections, measure).await;
-        trivial_handle.stop(true).await;
 
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings {
             bind: "127.0.0.1:0".into(),
             data_dir: dir.path().to_path_buf(),
-            clickhouse_url: std::env::var("BATON_BENCH_CLICKHOUSE_URL")
-                .unwrap_or_else(|_| "http://127.0.0.1:9".into()),
+            clickhouse_url: std::env::var("BATON_BENCH_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into()),
             api_token: Some(TOKEN.to_owned().into()),
             ..Settings::default()
         };
@@ -174,33 +178,41 @@ fn main() {
         let handle = app.handle();
         let services = app.services();
         let server = tokio::spawn(app.run_until_stopped());
+
+        drive(trivial_url.clone(), a.connections, warmup).await;
         drive(url.clone(), a.connections, warmup).await;
-        let gw = drive(url, a.connections, measure).await;
-        // Let the bot catch up, so the run ends in a consistent state.
-        let backlog = services
-            .store
-            .unprocessed_inbound(1)
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0);
+        let (mut base_runs, mut gw_runs) = (Vec::new(), Vec::new());
+        for round in 1..=a.rounds {
+            let b = drive(trivial_url.clone(), a.connections, measure).await;
+            let g = drive(url.clone(), a.connections, measure).await;
+            println!(
+                "round {round}: trivial {:>7.0} req/s, gateway {:>7.0} req/s ({:.1}%)",
+                b.rate(),
+                g.rate(),
+                100.0 * g.rate() / b.rate()
+            );
+            base_runs.push(b);
+            gw_runs.push(g);
+        }
+        let backlog = services.store.unprocessed_inbound(1_000_000).await.map(|v| v.len()).unwrap_or(0);
         handle.stop(true).await;
         let _ = server.await;
+        trivial_handle.stop(true).await;
 
+        let (base, gw) = (median(base_runs), median(gw_runs));
         println!(
-            "ingest benchmark: {} connections, {} s per target after {} s warm-up, {} cores",
+            "ingest benchmark: {} connections, {} rounds of {} s per target, {} cores",
             a.connections,
+            a.rounds,
             a.seconds,
-            warmup.as_secs(),
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0)
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
         );
+        println!("median round of each:");
         report("trivial 200-OK handler", &base);
         report("gateway POST /api/v1/messages", &gw);
         println!(
-            "gateway / trivial throughput: {:.1}%   (bot backlog at stop: {} message(s) or more)",
+            "gateway / trivial throughput: {:.1}%   (inbound messages not yet answered by the bot at stop: {backlog})",
             100.0 * gw.rate() / base.rate(),
-            backlog
         );
     });
 }

@@ -70,6 +70,10 @@ impl FaqBot {
 
 #[async_trait]
 impl Bot for FaqBot {
+    fn context_messages(&self) -> u32 {
+        0
+    }
+
     async fn respond(&self, turn: BotTurn<'_>) -> Result<BotReply, BotError> {
         Ok(BotReply {
             messages: vec![

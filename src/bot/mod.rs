@@ -57,6 +57,12 @@ pub enum BotError {
 /// A bot.
 #[async_trait]
 pub trait Bot: Send + Sync + 'static {
+    /// How many earlier messages the bot wants with each turn. Loading history costs a read
+    /// and parsing per message, so a bot that ignores it says 0.
+    fn context_messages(&self) -> u32 {
+        20
+    }
+
     /// Answers one customer message.
     async fn respond(&self, turn: BotTurn<'_>) -> Result<BotReply, BotError>;
 }

@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, watch};
 use crate::bot::{Bot, BotTurn};
 use crate::channels::Dispatcher;
 use crate::handoff::{Escalation, Handoffs, intent};
-use crate::model::{AuthorKind, ConversationId, HandoffReason, MessageId, MessageText};
+use crate::model::{
+    AuthorKind, ConversationId, DeliveryStatus, HandoffReason, MessageId, MessageText,
+};
 use crate::store::{InboundMessage, IngestReceipt, OutboundMessage, SharedStore, StoreError};
 
 /// Parallel workers handling inbound messages (one conversation always maps to one worker).
@@ -119,13 +121,15 @@ impl Pipeline {
         conversation_id: ConversationId,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let conversation = store.conversation(conversation_id).await?;
+        // The bot's context: the latest messages, this one included (usually the last).
+        let context = self.inner.bot.context_messages().saturating_add(1);
+        let (conversation, history) = store
+            .conversation_with_recent(conversation_id, context)
+            .await?;
         if !conversation.status.bot_answers() {
             // A person owns the conversation (or it waits for one): the bot stays silent.
             return store.mark_processed(message_id).await;
         }
-        // The bot's context: the latest messages, this one included.
-        let history = store.recent_messages(conversation_id, 50).await?;
         let message = match history.iter().find(|m| m.id == message_id) {
             Some(m) => m.clone(),
             None => store.message(message_id).await?,
@@ -138,7 +142,6 @@ impl Pipeline {
         } else {
             self.ask_bot(&conversation, &message, &history).await?;
         }
-        self.inner.dispatcher.kick();
         Ok(())
     }
 
@@ -172,9 +175,15 @@ impl Pipeline {
                         }
                     })
                     .collect();
-                store
+                let stored = store
                     .complete_inbound(conversation, message.id, replies)
                     .await?;
+                if stored
+                    .iter()
+                    .any(|m| m.delivery_status == DeliveryStatus::Pending)
+                {
+                    self.inner.dispatcher.kick();
+                }
                 if let Some(h) = reply.handoff {
                     let mut e = Escalation::because(HandoffReason::BotRequest);
                     e.reason_detail = h.reason;

@@ -302,12 +302,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
 
-    /// The latest `limit` messages of a conversation, oldest first (the bot's context).
-    async fn recent_messages(
+    /// A conversation with its latest `limit` messages, oldest first, in one read: what the
+    /// pipeline needs for every inbound message.
+    async fn conversation_with_recent(
         &self,
         id: ConversationId,
         limit: u32,
-    ) -> Result<Vec<Message>, StoreError>;
+    ) -> Result<(Conversation, Vec<Message>), StoreError>;
 
     /// One message.
     async fn message(&self, id: MessageId) -> Result<Message, StoreError>;

@@ -840,21 +840,47 @@ impl Store for SqliteStore {
         rows.iter().map(row_message).collect()
     }
 
-    async fn recent_messages(
+    async fn conversation_with_recent(
         &self,
         id: ConversationId,
         limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM (
-                 SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at DESC, id DESC LIMIT ?
-             ) ORDER BY created_at, id",
+            "SELECT c.channel AS c_channel, c.status AS c_status, c.customer_id AS c_customer_id,
+                    c.assigned_agent_id AS c_assigned_agent_id, c.subject AS c_subject,
+                    c.created_at AS c_created_at, c.updated_at AS c_updated_at, m.*
+             FROM conversations c
+             LEFT JOIN (SELECT * FROM messages WHERE conversation_id = ?1
+                        ORDER BY created_at DESC, id DESC LIMIT ?2) m ON 1
+             WHERE c.id = ?1
+             ORDER BY m.created_at, m.id",
         )
         .bind(id.to_string())
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(row_message).collect()
+        let first = rows.first().ok_or(StoreError::NotFound("conversation"))?;
+        let conversation = Conversation {
+            id,
+            channel: parse_col(first, "c_channel")?,
+            status: parse_col(first, "c_status")?,
+            customer_id: parse_col(first, "c_customer_id")?,
+            assigned_agent_id: parse_opt_col(first, "c_assigned_agent_id")?,
+            subject: first.try_get("c_subject")?,
+            created_at: ts(first, "c_created_at")?,
+            updated_at: ts(first, "c_updated_at")?,
+        };
+        let messages = rows
+            .iter()
+            .filter(|r| {
+                r.try_get::<Option<String>, _>("id")
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+            .map(row_message)
+            .collect::<Result<_, _>>()?;
+        Ok((conversation, messages))
     }
 
     async fn message(&self, id: MessageId) -> Result<Message, StoreError> {
