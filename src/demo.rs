@@ -3,27 +3,31 @@
 
 use anyhow::Context;
 
-use crate::model::{ChannelKind, EmailAddress, Identity, MessageText, Presence, Skill};
+use crate::model::{ChannelKind, EmailAddress, Identity, MessageText, Presence, Skill, Team};
 use crate::services::{Services, hash_token, new_token, write_private};
 use crate::store::{InboundMessage, NewAgent, Role, SenderProfile};
 
-const AGENTS: &[(&str, &str, &[&str], Presence)] = &[
+/// Name, email, skills, team, presence.
+const AGENTS: &[(&str, &str, &[&str], &str, Presence)] = &[
     (
         "Ada Lovelace",
         "ada@example.com",
         &["billing", "lang:en"],
+        "billing",
         Presence::Online,
     ),
     (
         "Grace Hopper",
         "grace@example.com",
         &["technical", "lang:en"],
+        "technical",
         Presence::Online,
     ),
     (
         "Linus Pauling",
         "linus@example.com",
         &["billing"],
+        "billing",
         Presence::Away,
     ),
 ];
@@ -53,7 +57,7 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
     let store = &services.store;
     if store.list_agents().await?.is_empty() {
         let mut lines = Vec::new();
-        for (name, email, skills, presence) in AGENTS {
+        for (name, email, skills, team, presence) in AGENTS {
             let agent = store
                 .create_agent(NewAgent {
                     name: (*name).into(),
@@ -62,6 +66,7 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
                         .iter()
                         .map(|s| Skill::parse(s))
                         .collect::<Result<_, _>>()?,
+                    teams: vec![Team::parse(team)?],
                     max_concurrent: 3,
                 })
                 .await?;

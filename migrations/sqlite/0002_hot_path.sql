@@ -21,3 +21,10 @@ END;
 -- created_at order, which grows with every conversation; this index answers it directly.
 DROP INDEX conversations_by_customer;
 CREATE INDEX conversations_by_customer ON conversations(customer_id, channel, created_at DESC);
+
+-- Teams an agent works in (JSON array of team tags), alongside skills.
+ALTER TABLE agents ADD COLUMN teams TEXT NOT NULL DEFAULT '[]';
+
+-- Agent addresses are unique regardless of case: Tess@example.com and tess@example.com are one
+-- person signing in.
+CREATE UNIQUE INDEX agents_email_nocase ON agents(email COLLATE NOCASE);

@@ -24,35 +24,44 @@ str_enum!(Presence, "presence", {
     Presence::Offline => "offline",
 });
 
-/// A skill tag such as `billing` or `lang:es`: lower-case letters, digits and `-_:.`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct Skill(String);
+macro_rules! tag_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl Skill {
-    /// Parses and lower-cases a skill tag.
-    pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let s = s.trim().to_ascii_lowercase();
-        if s.is_empty() || s.len() > 64 {
-            return Err(ParseError::new("skill", "must be 1 to 64 characters"));
-        }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
-        {
-            return Err(ParseError::new(
-                "skill",
-                "may contain only a-z, 0-9 and - _ : .",
-            ));
-        }
-        Ok(Self(s))
-    }
+        impl $name {
+            /// Parses and lower-cases a tag: 1 to 64 of a-z, 0-9 and `-_:.`.
+            pub fn parse(s: &str) -> Result<Self, ParseError> {
+                let s = s.trim().to_ascii_lowercase();
+                if s.is_empty() || s.len() > 64 {
+                    return Err(ParseError::new($what, "must be 1 to 64 characters"));
+                }
+                if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')) {
+                    return Err(ParseError::new($what, "may contain only a-z, 0-9 and - _ : ."));
+                }
+                Ok(Self(s))
+            }
 
-    /// The tag.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The tag.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
 }
+
+tag_type!(
+    /// A skill tag such as `billing` or `lang:es`.
+    Skill,
+    "skill"
+);
+tag_type!(
+    /// A team an agent belongs to, such as `support-tier-1`.
+    Team,
+    "team"
+);
 
 /// A person who answers handoffs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -65,6 +74,8 @@ pub struct Agent {
     pub email: EmailAddress,
     /// What they can handle.
     pub skills: Vec<Skill>,
+    /// The teams they work in.
+    pub teams: Vec<Team>,
     /// How many conversations they take at once.
     pub max_concurrent: u32,
     /// Whether they take new tickets now.
@@ -82,5 +93,6 @@ mod tests {
         assert_eq!(Skill::parse(" Billing ").unwrap().as_str(), "billing");
         assert_eq!(Skill::parse("lang:es").unwrap().as_str(), "lang:es");
         assert!(Skill::parse("drop table;").is_err());
+        assert_eq!(Team::parse("Tier-1").unwrap().as_str(), "tier-1");
     }
 }

@@ -12,7 +12,7 @@ mod handoff;
 mod ids;
 mod message;
 
-pub use agent::{Agent, Presence, Skill};
+pub use agent::{Agent, Presence, Skill, Team};
 pub use conversation::{ChannelKind, Conversation, ConversationStatus, IllegalTransition};
 pub use customer::{Customer, EmailAddress, Identity, IdentityKind, PhoneNumber};
 pub use event::{HandoffEvent, HandoffEventKind};

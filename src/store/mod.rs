@@ -135,6 +135,8 @@ pub struct NewAgent {
     pub email: EmailAddress,
     /// Skills.
     pub skills: Vec<Skill>,
+    /// Teams.
+    pub teams: Vec<crate::model::Team>,
     /// Capacity.
     pub max_concurrent: u32,
 }

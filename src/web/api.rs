@@ -9,7 +9,7 @@ use crate::handoff::Escalation;
 use crate::model::{
     Agent, AgentId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
     EmailAddress, Handoff, HandoffId, HandoffReason, HandoffStatus, Identity, Message, MessageText,
-    PhoneNumber, Presence, Priority, Skill, Timestamp,
+    PhoneNumber, Presence, Priority, Skill, Team, Timestamp,
 };
 use crate::services::{Services, hash_token, new_token};
 use crate::store::{ConversationFilter, InboundMessage, NewAgent, Role, SenderProfile, TicketStep};
@@ -390,6 +390,7 @@ struct AgentIn {
     name: String,
     email: String,
     skills: Option<Vec<String>>,
+    teams: Option<Vec<String>>,
     max_concurrent: Option<u32>,
 }
 
@@ -426,6 +427,12 @@ async fn create_agent(
                 .unwrap_or_default()
                 .iter()
                 .map(|s| Skill::parse(s))
+                .collect::<Result<_, _>>()?,
+            teams: body
+                .teams
+                .unwrap_or_default()
+                .iter()
+                .map(|t| Team::parse(t))
                 .collect::<Result<_, _>>()?,
             max_concurrent,
         })

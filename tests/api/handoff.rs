@@ -362,3 +362,41 @@ async fn a_failing_bot_hands_the_customer_to_a_person() {
     .await;
     assert_eq!(waited, ());
 }
+
+#[tokio::test]
+async fn an_agent_is_created_with_skills_and_teams_and_its_token_works() {
+    let app = spawn_app().await;
+    let r = app
+        .post_json(
+            "/api/v1/agents",
+            ADMIN_TOKEN,
+            json!({"name": "Tess", "email": "Tess@Example.com", "skills": ["Billing", "lang:es"],
+                   "teams": ["Tier-1"], "max_concurrent": 4}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 201);
+    let agent: Value = r.json().await.unwrap();
+    assert_eq!(agent["skills"], json!(["billing", "lang:es"]));
+    assert_eq!(agent["teams"], json!(["tier-1"]));
+    assert_eq!(agent["email"], "Tess@example.com");
+    assert_eq!(agent["presence"], "offline");
+    let token = agent["token"].as_str().unwrap();
+    let id = agent["id"].as_str().unwrap();
+    app.set_presence(id, token, "online").await;
+    let (_, list) = app.get_json("/api/v1/agents", ADMIN_TOKEN).await;
+    let listed = &list["agents"][0];
+    assert_eq!(listed["presence"], "online");
+    assert!(
+        listed.get("token").is_none(),
+        "the token is shown only once"
+    );
+
+    let dup = app
+        .post_json(
+            "/api/v1/agents",
+            ADMIN_TOKEN,
+            json!({"name": "T2", "email": "tess@example.com"}),
+        )
+        .await;
+    assert_eq!(dup.status().as_u16(), 409);
+}

@@ -259,6 +259,12 @@ fn row_agent(row: &SqliteRow) -> Result<Agent, StoreError> {
         name: row.try_get("name")?,
         email: EmailAddress::parse(&email).map_err(corrupt)?,
         skills: parse_skills(row, "skills")?,
+        teams: {
+            let raw: Vec<String> = json_col(row, "teams")?;
+            raw.iter()
+                .map(|t| crate::model::Team::parse(t).map_err(corrupt))
+                .collect::<Result<_, _>>()?
+        },
         max_concurrent: row
             .try_get::<i64, _>("max_concurrent")?
             .clamp(0, u32::MAX as i64) as u32,
@@ -1393,13 +1399,17 @@ impl Store for SqliteStore {
                 let id = AgentId::new();
                 let now = Timestamp::now();
                 let result = sqlx::query(
-                    "INSERT INTO agents (id, name, email, skills, max_concurrent, presence, created_at)
-                     VALUES (?, ?, ?, ?, ?, 'offline', ?)",
+                    "INSERT INTO agents (id, name, email, skills, teams, max_concurrent, presence, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, 'offline', ?)",
                 )
                 .bind(id.to_string())
                 .bind(&agent.name)
                 .bind(agent.email.as_str())
                 .bind(skills_json(&agent.skills))
+                .bind(
+                    serde_json::to_string(&agent.teams.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+                        .unwrap_or_else(|_| "[]".into()),
+                )
                 .bind(agent.max_concurrent as i64)
                 .bind(now.as_millis())
                 .execute(&mut *tx)
