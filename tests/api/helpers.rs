@@ -136,7 +136,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    baton::telemetry::init("text");
+    // Logs only when asked (TEST_LOG=1), so test output stays readable for people and CI.
+    if std::env::var_os("TEST_LOG").is_some() {
+        baton::telemetry::init("text");
+    }
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(&data_dir);
     customize(&mut settings);
