@@ -122,12 +122,21 @@
     if (!text) return;
     var clientId = Date.now().toString(36) + Math.random().toString(36).slice(2);
     input.value = "";
+    // Shown at once, so a fast bot reply arriving on the stream lands below it.
+    var bubble = el("div", "baton-msg in");
+    bubble.appendChild(el("span", "who", "You"));
+    bubble.appendChild(document.createTextNode(text));
+    bubble.setAttribute("data-author", "customer");
+    log.appendChild(bubble);
+    log.scrollTop = log.scrollHeight;
     ensureConversation().then(function () {
       return api("POST", "/widget/v1/conversations/" + encodeURIComponent(state.id) + "/messages",
         { text: text, client_message_id: clientId });
     }).then(function (r) {
-      show({ id: r.message_id, direction: "in", author_kind: "customer", text: text });
+      seen[r.message_id] = true; // the stream's replay of it is already on screen
+      status.textContent = "";
     }).catch(function () {
+      bubble.remove();
       status.textContent = "Your message could not be sent. Please try again.";
       input.value = text;
     });
