@@ -1546,3 +1546,165 @@ impl Store for SqliteStore {
         Ok(n.max(0) as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Identity;
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.sqlite3"))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    fn inbound(sender: &str, external_id: &str, text: &str) -> InboundMessage {
+        InboundMessage {
+            channel: ChannelKind::Api,
+            sender: SenderProfile {
+                identity: Identity::channel(ChannelKind::Api, sender).unwrap(),
+                display_name: None,
+                email: None,
+                phone: None,
+            },
+            conversation_id: None,
+            external_id: Some(external_id.into()),
+            text: MessageText::parse(text).unwrap(),
+            html: None,
+            attachments: vec![],
+            sent_at: None,
+        }
+    }
+
+    async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
+        sqlx::query(sql)
+            .fetch_one(&store.read)
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_alone_while_its_batch_neighbours_commit() {
+        let (_dir, store) = open().await;
+        let store = std::sync::Arc::new(store);
+        // Many writers at once, so they share group commits; every third one fails after
+        // writing a row, which must not survive, nor take its neighbours down with it.
+        let jobs = (0..60).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO customers (id, display_name, created_at) VALUES (?, ?, 0)")
+                                .bind(CustomerId::new().to_string())
+                                .bind(format!("c{i}"))
+                                .execute(&mut *tx)
+                                .await?;
+                            if i % 3 == 0 {
+                                return Err(StoreError::Conflict("deliberate".into()));
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(jobs).await;
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 20);
+        assert_eq!(count(&store, "SELECT count(*) FROM customers").await, 40);
+    }
+
+    #[tokio::test]
+    async fn the_same_message_delivered_many_times_at_once_is_stored_once() {
+        let (_dir, store) = open().await;
+        let store = std::sync::Arc::new(store);
+        let first = store.ingest(inbound("amy", "m-0", "hello")).await.unwrap();
+        let burst = (0..30).map(|_| {
+            let store = store.clone();
+            async move { store.ingest(inbound("amy", "m-1", "again")).await.unwrap() }
+        });
+        let receipts = futures_util::future::join_all(burst).await;
+        assert_eq!(receipts.iter().filter(|r| !r.duplicate).count(), 1);
+        assert!(
+            receipts
+                .iter()
+                .all(|r| r.conversation_id == first.conversation_id)
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM messages").await, 2);
+    }
+
+    #[tokio::test]
+    async fn bot_replies_are_dropped_once_a_person_has_the_conversation() {
+        let (_dir, store) = open().await;
+        let receipt = store.ingest(inbound("bea", "m-1", "hello")).await.unwrap();
+        let conversation = store.conversation(receipt.conversation_id).await.unwrap();
+        store
+            .request_handoff(
+                conversation.id,
+                HandoffRequest {
+                    reason: HandoffReason::Manual,
+                    reason_detail: None,
+                    summary: None,
+                    priority: Priority::Normal,
+                    required_skills: vec![],
+                    notice: MessageText::parse("a person is coming").unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        let reply = OutboundMessage {
+            author_kind: AuthorKind::Bot,
+            agent_id: None,
+            text: MessageText::parse("late bot answer").unwrap(),
+            html: None,
+        };
+        let stored = store
+            .complete_inbound(&conversation, receipt.message_id, vec![reply])
+            .await
+            .unwrap();
+        assert!(stored.is_empty());
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM messages WHERE author_kind = 'bot'"
+            )
+            .await,
+            0
+        );
+        assert!(
+            store.unprocessed_inbound(10).await.unwrap().is_empty(),
+            "the message is handled all the same"
+        );
+    }
+
+    #[tokio::test]
+    async fn storing_the_bot_reply_marks_the_inbound_message_handled_in_the_same_write() {
+        let (_dir, store) = open().await;
+        let receipt = store.ingest(inbound("cy", "m-1", "hello")).await.unwrap();
+        assert_eq!(store.unprocessed_inbound(10).await.unwrap().len(), 1);
+        let conversation = store.conversation(receipt.conversation_id).await.unwrap();
+        let reply = OutboundMessage {
+            author_kind: AuthorKind::Bot,
+            agent_id: None,
+            text: MessageText::parse("hi there").unwrap(),
+            html: None,
+        };
+        let stored = store
+            .complete_inbound(&conversation, receipt.message_id, vec![reply])
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            stored[0].delivery_status,
+            DeliveryStatus::Sent,
+            "API-channel replies are read back, not pushed"
+        );
+        assert!(store.unprocessed_inbound(10).await.unwrap().is_empty());
+        let messages = store.messages(conversation.id, None, 10).await.unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[1], stored[0]);
+    }
+}
