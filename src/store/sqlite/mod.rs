@@ -202,15 +202,21 @@ fn parse_skills(row: &SqliteRow, col: &str) -> Result<Vec<Skill>, StoreError> {
 }
 
 fn row_conversation(row: &SqliteRow) -> Result<Conversation, StoreError> {
+    prefixed_conversation(row, "")
+}
+
+/// A conversation from columns named with `prefix` (joins alias them, e.g. `c_status`).
+fn prefixed_conversation(row: &SqliteRow, prefix: &str) -> Result<Conversation, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
     Ok(Conversation {
-        id: parse_col(row, "id")?,
-        channel: parse_col(row, "channel")?,
-        status: parse_col(row, "status")?,
-        customer_id: parse_col(row, "customer_id")?,
-        assigned_agent_id: parse_opt_col(row, "assigned_agent_id")?,
-        subject: row.try_get("subject")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
+        id: parse_col(row, &col("id"))?,
+        channel: parse_col(row, &col("channel"))?,
+        status: parse_col(row, &col("status"))?,
+        customer_id: parse_col(row, &col("customer_id"))?,
+        assigned_agent_id: parse_opt_col(row, &col("assigned_agent_id"))?,
+        subject: row.try_get(col("subject").as_str())?,
+        created_at: ts(row, &col("created_at"))?,
+        updated_at: ts(row, &col("updated_at"))?,
     })
 }
 
@@ -852,7 +858,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<(Conversation, Vec<Message>), StoreError> {
         let rows = sqlx::query(
-            "SELECT c.channel AS c_channel, c.status AS c_status, c.customer_id AS c_customer_id,
+            "SELECT c.id AS c_id, c.channel AS c_channel, c.status AS c_status, c.customer_id AS c_customer_id,
                     c.assigned_agent_id AS c_assigned_agent_id, c.subject AS c_subject,
                     c.created_at AS c_created_at, c.updated_at AS c_updated_at, m.*
              FROM conversations c
@@ -866,16 +872,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await?;
         let first = rows.first().ok_or(StoreError::NotFound("conversation"))?;
-        let conversation = Conversation {
-            id,
-            channel: parse_col(first, "c_channel")?,
-            status: parse_col(first, "c_status")?,
-            customer_id: parse_col(first, "c_customer_id")?,
-            assigned_agent_id: parse_opt_col(first, "c_assigned_agent_id")?,
-            subject: first.try_get("c_subject")?,
-            created_at: ts(first, "c_created_at")?,
-            updated_at: ts(first, "c_updated_at")?,
-        };
+        let conversation = prefixed_conversation(first, "c_")?;
         let messages = rows
             .iter()
             .filter(|r| {
