@@ -605,37 +605,62 @@ async fn set_conversation_status(
     Ok(())
 }
 
+/// Fetches one row by id and maps it; `what` names it in the not-found error.
+async fn load_one<T>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    id: String,
+    what: &'static str,
+    map: fn(&SqliteRow) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let row = sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound(what))?;
+    map(&row)
+}
+
 async fn load_conversation(
     conn: &mut SqliteConnection,
     id: ConversationId,
 ) -> Result<Conversation, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at
-         FROM conversations WHERE id = ?",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(StoreError::NotFound("conversation"))?;
-    row_conversation(&row)
+    let sql = "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at
+               FROM conversations WHERE id = ?";
+    load_one(conn, sql, id.to_string(), "conversation", row_conversation).await
 }
 
 async fn load_handoff(conn: &mut SqliteConnection, id: HandoffId) -> Result<Handoff, StoreError> {
-    let row = sqlx::query("SELECT * FROM handoffs WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound("handoff"))?;
-    row_handoff(&row)
+    load_one(
+        conn,
+        "SELECT * FROM handoffs WHERE id = ?",
+        id.to_string(),
+        "handoff",
+        row_handoff,
+    )
+    .await
 }
 
 async fn load_message(conn: &mut SqliteConnection, id: MessageId) -> Result<Message, StoreError> {
-    let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound("message"))?;
-    row_message(&row)
+    load_one(
+        conn,
+        "SELECT * FROM messages WHERE id = ?",
+        id.to_string(),
+        "message",
+        row_message,
+    )
+    .await
+}
+
+async fn load_agent(conn: &mut SqliteConnection, id: AgentId) -> Result<Agent, StoreError> {
+    load_one(
+        conn,
+        "SELECT * FROM agents WHERE id = ?",
+        id.to_string(),
+        "agent",
+        row_agent,
+    )
+    .await
 }
 
 async fn insert_outbound(
@@ -692,15 +717,6 @@ async fn emit(
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-async fn load_agent(conn: &mut SqliteConnection, id: AgentId) -> Result<Agent, StoreError> {
-    let row = sqlx::query("SELECT * FROM agents WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound("agent"))?;
-    row_agent(&row)
 }
 
 /// Checks that `agent` (when given) owns the ticket.
@@ -1428,12 +1444,9 @@ impl Store for SqliteStore {
     }
 
     async fn agent(&self, id: AgentId) -> Result<Agent, StoreError> {
-        let row = sqlx::query("SELECT * FROM agents WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.write)
-            .await?
-            .ok_or(StoreError::NotFound("agent"))?;
-        row_agent(&row)
+        // Reads never touch the write pool: its one connection belongs to the writer.
+        let mut conn = self.read.acquire().await?;
+        load_agent(&mut conn, id).await
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
