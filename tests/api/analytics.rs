@@ -135,16 +135,7 @@ async fn events_wait_in_the_outbox_while_clickhouse_is_down_and_arrive_later() {
     );
     assert_eq!(health["clickhouse"], "unavailable");
     assert_eq!(health["outbox_backlog"], 2);
-    let page = app
-        .client
-        .get(app.url("/dashboard"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text("/dashboard", ADMIN_TOKEN).await;
     assert!(
         page.contains("Analytics are unavailable"),
         "the dashboard says so"

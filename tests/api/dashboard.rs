@@ -72,16 +72,7 @@ async fn the_dashboard_shows_handoffs_by_channel_queued_now_and_the_median_wait(
     assert!(!html.contains("<script>"), "no inline scripts");
 
     // The live fragment is the same markup, for htmx to swap in.
-    let fragment = app
-        .client
-        .get(app.url("/dashboard/summary"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let fragment = app.get_text("/dashboard/summary", ADMIN_TOKEN).await;
     assert!(
         fragment
             .trim_start()

@@ -36,16 +36,7 @@ async fn asking_for_a_human_queues_a_handoff_and_tells_the_customer() {
         .get_json("/api/v1/handoffs?status=queued", ADMIN_TOKEN)
         .await;
     assert_eq!(queued["handoffs"].as_array().unwrap().len(), 1);
-    eventually("the pipeline to handle every message", || async {
-        app.services
-            .store
-            .unprocessed_inbound(10)
-            .await
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    app.pipeline_idle().await;
     let conv = app.conversation(&c).await;
     assert!(
         !conv["messages"]

@@ -213,6 +213,32 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A page's body, fetched with a bearer token.
+    pub async fn get_text(&self, path: &str, token: &str) -> String {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
+    /// Waits until the pipeline has handled every stored inbound message.
+    pub async fn pipeline_idle(&self) {
+        eventually("the pipeline to handle every message", || async {
+            self.services
+                .store
+                .unprocessed_inbound(10)
+                .await
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        })
+        .await
+    }
+
     /// Posts a customer message on the API channel; returns the 202 body.
     pub async fn customer_says(&self, sender: &str, text: &str) -> Value {
         let r = self

@@ -1,7 +1,7 @@
 use baton::model::{ChannelKind, Identity, MessageText};
 use baton::store::{InboundMessage, SenderProfile, SqliteStore, Store};
 
-use crate::helpers::{eventually, spawn_app, test_settings};
+use crate::helpers::{spawn_app, test_settings};
 
 #[tokio::test]
 async fn a_restarted_gateway_keeps_every_conversation() {
@@ -94,14 +94,5 @@ async fn a_message_stored_before_a_crash_is_answered_after_the_restart() {
     let c = receipt.conversation_id.to_string();
     let reply = app.message_where(&c, |m| m["author_kind"] == "bot").await;
     assert!(reply["text"].as_str().unwrap().contains("Monday"));
-    eventually("the message to be marked handled", || async {
-        app.services
-            .store
-            .unprocessed_inbound(10)
-            .await
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    app.pipeline_idle().await;
 }
