@@ -18,8 +18,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::mpsc;
 
+mod merged;
 mod writer;
-use writer::{Job, WriteJob};
+use writer::{Job, Work};
 
 use super::*;
 use crate::model::{CustomerId, HandoffEventKind, IdentityKind, ParseError};
@@ -28,7 +29,7 @@ use crate::model::{CustomerId, HandoffEventKind, IdentityKind, ParseError};
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
-    writes: mpsc::Sender<Box<dyn WriteJob>>,
+    writes: mpsc::Sender<Work>,
 }
 
 impl SqliteStore {
@@ -119,8 +120,17 @@ impl SqliteStore {
             + 'static,
     {
         let (job, result) = Job::boxed(savepoint, work);
+        self.send(Work::Job(job), result).await
+    }
+
+    /// Hands work to the writer and waits for its outcome (after the COMMIT).
+    async fn send<T>(
+        &self,
+        work: Work,
+        result: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         self.writes
-            .send(job)
+            .send(work)
             .await
             .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
         result
@@ -282,61 +292,14 @@ fn row_agent(row: &SqliteRow) -> Result<Agent, StoreError> {
 // ---------------------------------------------------------------------------------------------
 // Inbound.
 
-/// Whether [`ingest_known`] can take a message: the sender is not bringing new handles to record.
+/// Whether the merged one-statement insert may take a message: it names no conversation and
+/// the sender brings no email address or phone number to record.
 fn fast_path_applies(m: &InboundMessage) -> bool {
     m.conversation_id.is_none() && m.sender.email.is_none() && m.sender.phone.is_none()
 }
 
-/// The common case in one statement: a known sender with an open conversation on this
-/// channel, a message not seen before. Every statement is a round trip to SQLite's worker
-/// thread and the writer is serial, so statements, not rows, set the pace. Senders who bring
-/// an email address or phone number take the full path, which records them.
-/// Returns `None` when the message needs the full path (new sender, no open conversation,
-/// or a redelivery).
-async fn ingest_known(
-    conn: &mut SqliteConnection,
-    m: &InboundMessage,
-    now: Timestamp,
-) -> Result<Option<IngestReceipt>, StoreError> {
-    let channel = m.channel.as_str();
-    let message_id = MessageId::new();
-    let attachments = serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into());
-    let stored = sqlx::query(
-        "INSERT INTO messages (id, conversation_id, channel, direction, author_kind, text, html, attachments,
-                               external_id, delivery_status, needs_processing, created_at)
-         SELECT ?1, conv.id, ?2, 'in', 'customer', ?3, ?4, ?5, ?6, 'received', 1, ?7
-         FROM identities i
-         JOIN conversations conv ON conv.id = (
-             SELECT id FROM conversations
-             WHERE customer_id = i.customer_id AND channel = ?2 AND status != 'resolved'
-             ORDER BY created_at DESC LIMIT 1)
-         WHERE i.kind = ?8 AND i.value = ?9
-           AND NOT EXISTS (SELECT 1 FROM messages
-                           WHERE channel = ?2 AND external_id = ?6 AND direction = 'in')
-         RETURNING conversation_id",
-    )
-    .bind(message_id.to_string())
-    .bind(channel)
-    .bind(m.text.as_str())
-    .bind(m.html.as_deref())
-    .bind(&attachments)
-    .bind(m.external_id.as_deref())
-    .bind(now.as_millis())
-    .bind(m.sender.identity.kind.as_str())
-    .bind(&m.sender.identity.value)
-    .fetch_optional(&mut *conn)
-    .await?;
-    stored
-        .map(|row| {
-            Ok(IngestReceipt {
-                conversation_id: parse_col(&row, "conversation_id")?,
-                message_id,
-                duplicate: false,
-            })
-        })
-        .transpose()
-}
-
+/// The general inbound path: recognizes redeliveries, records what a sender brings (name,
+/// email, phone), reopens or starts the conversation, and stores the message.
 async fn ingest_one(
     conn: &mut SqliteConnection,
     m: &InboundMessage,
@@ -732,15 +695,9 @@ impl Store for SqliteStore {
     async fn ingest(&self, inbound: InboundMessage) -> Result<IngestReceipt, StoreError> {
         let inbound = std::sync::Arc::new(inbound);
         if fast_path_applies(&inbound) {
-            let m = inbound.clone();
-            let known = self
-                .write_one(move |tx| {
-                    Box::pin(async move { ingest_known(tx, &m, Timestamp::now()).await })
-                })
-                .await?;
-            if let Some(receipt) = known {
-                return Ok(receipt);
-            }
+            // Merged with the batch's other such messages; falls back to the full path itself.
+            let (item, result) = merged::Ingest::new(inbound);
+            return self.send(Work::Ingest(item), result).await;
         }
         self.write(move |tx| {
             Box::pin(async move { ingest_one(tx, &inbound, Timestamp::now()).await })
@@ -1004,7 +961,7 @@ impl Store for SqliteStore {
         let channel = conversation.channel;
         let conversation = conversation.id;
         let now = Timestamp::now();
-        let stored: Vec<Message> = replies
+        let replies: Vec<Message> = replies
             .into_iter()
             .map(|reply| Message {
                 id: MessageId::new(),
@@ -1020,54 +977,8 @@ impl Store for SqliteStore {
                 created_at: now,
             })
             .collect();
-        let rows = serde_json::to_string(
-            &stored
-                .iter()
-                .map(|m| {
-                    serde_json::json!({
-                        "id": m.id, "author_kind": m.author_kind.as_str(), "agent_id": m.agent_id,
-                        "text": m.text, "html": m.html, "status": m.delivery_status.as_str(),
-                    })
-                })
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let count = stored.len() as u64;
-        self.write_one(move |tx| {
-            Box::pin(async move {
-                // One statement for every reply. Only while the bot still owns the conversation:
-                // if a person took over while the bot was thinking, its answer is dropped. The
-                // messages_mark_answered trigger marks the inbound message handled in the same
-                // statement.
-                let inserted = sqlx::query(
-                    "INSERT INTO messages (id, conversation_id, channel, direction, author_kind, agent_id, text,
-                                           html, delivery_status, next_attempt_at, in_reply_to, created_at)
-                     SELECT json_extract(r.value, '$.id'), c.id, c.channel, 'out',
-                            json_extract(r.value, '$.author_kind'), json_extract(r.value, '$.agent_id'),
-                            json_extract(r.value, '$.text'), json_extract(r.value, '$.html'),
-                            json_extract(r.value, '$.status'), ?3, ?4, ?3
-                     FROM conversations c, json_each(?1) r
-                     WHERE c.id = ?2 AND c.status = 'bot'
-                     ORDER BY r.key",
-                )
-                .bind(rows)
-                .bind(conversation.to_string())
-                .bind(now.as_millis())
-                .bind(inbound.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted < count || count == 0 {
-                    // Nothing stored that would have marked it: mark it handled directly.
-                    sqlx::query("UPDATE messages SET needs_processing = 0 WHERE id = ?")
-                        .bind(inbound.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Ok(if inserted == count { stored } else { Vec::new() })
-            })
-        })
-        .await
+        let (item, result) = merged::Complete::new(conversation, inbound, replies);
+        self.send(Work::Complete(item), result).await
     }
 
     async fn mark_processed(&self, id: MessageId) -> Result<(), StoreError> {
@@ -1647,6 +1558,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn many_known_senders_writing_at_once_are_stored_once_each() {
+        let (_dir, store) = open().await;
+        let store = std::sync::Arc::new(store);
+        for s in 0..50 {
+            store
+                .ingest(inbound(&format!("s{s}"), &format!("first-{s}"), "hi"))
+                .await
+                .unwrap();
+        }
+        for round in 0..20 {
+            let burst = (0..50).map(|s| {
+                let store = store.clone();
+                async move {
+                    store
+                        .ingest(inbound(&format!("s{s}"), &format!("r{round}-{s}"), "more"))
+                        .await
+                        .unwrap()
+                }
+            });
+            let receipts = futures_util::future::join_all(burst).await;
+            assert_eq!(receipts.iter().filter(|r| r.duplicate).count(), 0);
+        }
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM messages").await,
+            50 * 21
+        );
+    }
+
+    #[tokio::test]
     async fn bot_replies_are_dropped_once_a_person_has_the_conversation() {
         let (_dir, store) = open().await;
         let receipt = store.ingest(inbound("bea", "m-1", "hello")).await.unwrap();
@@ -1716,5 +1656,80 @@ mod tests {
         let messages = store.messages(conversation.id, None, 10).await.unwrap();
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[1], stored[0]);
+    }
+
+    #[tokio::test]
+    async fn answers_written_together_keep_each_conversations_own_outcome() {
+        let (_dir, store) = open().await;
+        let store = std::sync::Arc::new(store);
+        let mut received = Vec::new();
+        for s in 0..10 {
+            let r = store
+                .ingest(inbound(&format!("c{s}"), &format!("m-{s}"), "hello"))
+                .await
+                .unwrap();
+            received.push((
+                store.conversation(r.conversation_id).await.unwrap(),
+                r.message_id,
+            ));
+        }
+        // A person takes conversation 3 while the bot is thinking.
+        store
+            .request_handoff(
+                received[3].0.id,
+                HandoffRequest {
+                    reason: HandoffReason::Manual,
+                    reason_detail: None,
+                    summary: None,
+                    priority: Priority::Normal,
+                    required_skills: vec![],
+                    notice: MessageText::parse("a person is coming").unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        let answers = received.iter().map(|(conversation, inbound)| {
+            let store = store.clone();
+            let replies = ["first", "second"]
+                .into_iter()
+                .map(|t| OutboundMessage {
+                    author_kind: AuthorKind::Bot,
+                    agent_id: None,
+                    text: MessageText::parse(t).unwrap(),
+                    html: None,
+                })
+                .collect();
+            async move {
+                store
+                    .complete_inbound(conversation, *inbound, replies)
+                    .await
+                    .unwrap()
+            }
+        });
+        let stored = futures_util::future::join_all(answers).await;
+        for (i, replies) in stored.iter().enumerate() {
+            assert_eq!(
+                replies.len(),
+                if i == 3 { 0 } else { 2 },
+                "conversation {i}"
+            );
+        }
+        assert!(store.unprocessed_inbound(100).await.unwrap().is_empty());
+        let texts: Vec<String> = store
+            .messages(received[5].0.id, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, ["hello", "first", "second"]);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM messages WHERE author_kind = 'bot'"
+            )
+            .await,
+            18
+        );
     }
 }

@@ -13,10 +13,22 @@ use futures_util::future::BoxFuture;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::merged;
 use crate::store::StoreError;
 
 /// The most jobs one transaction takes.
 pub const MAX_BATCH: usize = 256;
+
+/// What the writer is asked to do. Items of the merged kinds run together: one statement for
+/// all of a batch's items of a kind (see [`merged`]).
+pub enum Work {
+    /// Any job, run on its own in arrival order.
+    Job(Box<dyn WriteJob>),
+    /// An inbound message that may take the one-statement path.
+    Ingest(merged::Ingest),
+    /// A bot's answer to an inbound message.
+    Complete(merged::Complete),
+}
 
 /// One unit of work for the writer.
 pub trait WriteJob: Send {
@@ -50,15 +62,36 @@ where
         work: F,
     ) -> (Box<dyn WriteJob>, oneshot::Receiver<Result<T, StoreError>>) {
         let (reply, rx) = oneshot::channel();
-        (
-            Box::new(Self {
-                savepoint,
-                work: Some(work),
-                result: None,
-                reply,
-            }),
-            rx,
-        )
+        (Self::with_reply(savepoint, work, reply), rx)
+    }
+
+    /// A job answering through an existing channel.
+    pub fn with_reply(
+        savepoint: bool,
+        work: F,
+        reply: oneshot::Sender<Result<T, StoreError>>,
+    ) -> Box<dyn WriteJob> {
+        Box::new(Self {
+            savepoint,
+            work: Some(work),
+            result: None,
+            reply,
+        })
+    }
+}
+
+impl<T: Send + 'static> Job<T, fn(&mut SqliteConnection) -> BoxFuture<'_, Result<T, StoreError>>> {
+    /// A job whose work already ran (merged with others); it answers after the COMMIT.
+    pub fn done(
+        result: Result<T, StoreError>,
+        reply: oneshot::Sender<Result<T, StoreError>>,
+    ) -> Box<dyn WriteJob> {
+        Box::new(Self {
+            savepoint: false,
+            work: None,
+            result: Some(result),
+            reply,
+        })
     }
 }
 
@@ -101,10 +134,10 @@ fn unavailable(why: String) -> StoreError {
 }
 
 /// The writer task: runs until every sender is gone.
-pub async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let batch = std::mem::take(&mut jobs);
+pub async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Work>) {
+    let mut work = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut work, MAX_BATCH).await > 0 {
+        let batch = std::mem::take(&mut work);
         let (batch, committed) = run_batch(&pool, batch).await;
         if let Err(why) = &committed {
             tracing::error!(error = %why, jobs = batch.len(), "store write failed; callers get 503");
@@ -115,19 +148,37 @@ pub async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
     }
 }
 
+/// Runs one batch in one transaction. Returns every job (to answer) and the COMMIT's outcome.
 async fn run_batch(
     pool: &SqlitePool,
-    mut batch: Vec<Box<dyn WriteJob>>,
+    batch: Vec<Work>,
 ) -> (Vec<Box<dyn WriteJob>>, Result<(), String>) {
+    let (mut jobs, mut ingests, mut completes) = (Vec::new(), Vec::new(), Vec::new());
+    for w in batch {
+        match w {
+            Work::Job(j) => jobs.push(j),
+            Work::Ingest(i) => ingests.push(i),
+            Work::Complete(c) => completes.push(c),
+        }
+    }
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
-        Err(e) => return (batch, Err(e.to_string())),
+        Err(e) => {
+            let why = e.to_string();
+            return (unrun(jobs, ingests, completes), Err(why));
+        }
     };
     // IMMEDIATE: take the write lock now, so no statement inside fails on an upgrade.
     if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        return (batch, Err(e.to_string()));
+        return (unrun(jobs, ingests, completes), Err(e.to_string()));
     }
-    for job in batch.iter_mut() {
+    // Merged items first; those they could not take run after, with the other jobs.
+    let (pending, mut done) = merged::ingest_all(&mut conn, ingests).await;
+    jobs.extend(pending);
+    let (pending, done_too) = merged::complete_all(&mut conn, completes).await;
+    jobs.extend(pending);
+    done.extend(done_too);
+    for job in jobs.iter_mut() {
         let step: Result<(), sqlx::Error> = async {
             if !job.needs_savepoint() {
                 job.run(&mut conn).await;
@@ -146,14 +197,27 @@ async fn run_batch(
         .await;
         if let Err(e) = step {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            return (batch, Err(e.to_string()));
+            jobs.extend(done);
+            return (jobs, Err(e.to_string()));
         }
     }
+    jobs.extend(done);
     match sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
-        Ok(_) => (batch, Ok(())),
+        Ok(_) => (jobs, Ok(())),
         Err(e) => {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            (batch, Err(e.to_string()))
+            (jobs, Err(e.to_string()))
         }
     }
+}
+
+/// Every job of a batch that never started, ready to be answered with the failure.
+fn unrun(
+    mut jobs: Vec<Box<dyn WriteJob>>,
+    ingests: Vec<merged::Ingest>,
+    completes: Vec<merged::Complete>,
+) -> Vec<Box<dyn WriteJob>> {
+    jobs.extend(ingests.into_iter().map(merged::Ingest::fallback));
+    jobs.extend(completes.into_iter().map(merged::Complete::fallback));
+    jobs
 }
