@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Baton's tests and demo need on a fresh Debian machine, when it is missing:
-# Debian's clickhouse-server (18.16 on bookworm) and, for the modern-ClickHouse check, chdb
-# from PyPI. Safe to run repeatedly.
+# Debian's clickhouse-server (18.16 on bookworm), Debian's dovecot-imapd (2.3 on bookworm) and
+# aiosmtpd from PyPI for the email tests' private IMAP and SMTP servers, and, for the
+# modern-ClickHouse check, chdb from PyPI. Safe to run repeatedly.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -11,6 +12,25 @@ if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse
   as_root apt-get update -qq
   # The package's service is never started: tests and the demo run private servers.
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server >/dev/null
+fi
+
+if [ ! -x /usr/lib/dovecot/imap ]; then
+  echo "installing dovecot-imapd (Debian package)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+  # Tests run private servers (scripts/dovecot-private.sh); the system one is never wanted.
+  as_root service dovecot stop >/dev/null 2>&1 || true
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+  fi
+fi
+
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "installing aiosmtpd (PyPI)" >&2
+  # A Debian-managed python3 refuses plain pip installs (PEP 668); pyenv's and venvs do not.
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check aiosmtpd ||
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check \
+      --break-system-packages aiosmtpd
 fi
 
 if [ "${1:-}" = "--with-chdb" ] && ! python3 -c "import chdb" >/dev/null 2>&1; then
