@@ -3,7 +3,10 @@
 //! driven by the same load generator in the same run. The ratio is the figure that matters:
 //! absolute numbers on a shared 2-core machine move from run to run.
 //!
-//!   cargo bench --bench ingest -- [--seconds N] [--connections N] [--rounds N]
+//!   cargo bench --bench ingest -- [--seconds N] [--connections N] [--rounds N] [--channel api|email]
+//!
+//! `--channel email` posts raw MIME mails (multipart/alternative, a quoted earlier message,
+//! threading headers) to /ingest/email instead: parse, trim, thread and persist per mail.
 //!
 //! The two targets are measured in alternating rounds (trivial, gateway, trivial, ...) and the
 //! medians compared, so a noisy neighbour slows both rather than one.
@@ -29,6 +32,7 @@ struct Args {
     seconds: u64,
     connections: usize,
     rounds: usize,
+    email: bool,
 }
 
 fn args() -> Args {
@@ -36,6 +40,7 @@ fn args() -> Args {
         seconds: 5,
         connections: 64,
         rounds: 3,
+        email: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -44,6 +49,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = argv[i + 1].parse().expect("--seconds N"),
             "--connections" => a.connections = argv[i + 1].parse().expect("--connections N"),
             "--rounds" => a.rounds = argv[i + 1].parse().expect("--rounds N"),
+            "--channel" => a.email = argv[i + 1] == "email",
             _ => {}
         }
         i += 1;
@@ -75,7 +81,7 @@ impl Run {
 
 /// A closed-loop generator: `connections` workers, each sending the next request when the
 /// previous one is answered, for `duration`.
-async fn drive(url: String, connections: usize, duration: Duration) -> Run {
+async fn drive(url: String, connections: usize, duration: Duration, email: bool) -> Run {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
@@ -92,17 +98,24 @@ async fn drive(url: String, connections: usize, duration: Duration) -> Run {
             while Instant::now() < deadline {
                 // One sequence for the whole run: every message is new, in every round.
                 let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-                let body = format!(
-                    r#"{{"sender":{{"external_id":"bench-user-{}","name":"Bench"}},"external_id":"bench-{}-{}","text":"What are your opening hours?"}}"#,
-                    n % 1000,
-                    std::process::id(),
-                    n
-                );
+                let (content_type, body) = if email {
+                    ("message/rfc822", mail(n))
+                } else {
+                    (
+                        "application/json",
+                        format!(
+                            r#"{{"sender":{{"external_id":"bench-user-{}","name":"Bench"}},"external_id":"bench-{}-{}","text":"What are your opening hours?"}}"#,
+                            n % 1000,
+                            std::process::id(),
+                            n
+                        ),
+                    )
+                };
                 let t = Instant::now();
                 let r = client
                     .post(&url)
                     .bearer_auth(TOKEN)
-                    .header("content-type", "application/json")
+                    .header("content-type", content_type)
                     .body(body)
                     .send()
                     .await;
@@ -137,6 +150,37 @@ async fn drive(url: String, connections: usize, duration: Duration) -> Run {
         elapsed,
         latencies_us: latencies,
     }
+}
+
+/// A customer's reply as mail clients send it: multipart/alternative, the earlier message
+/// quoted, threading headers naming the sender's first mail (about 2 KB).
+fn mail(n: u64) -> String {
+    let sender = n % 1000;
+    let pid = std::process::id();
+    format!(
+        "From: Bench Customer {sender} <bench{sender}@customer.example>\r\n\
+         To: Support <support@example.com>\r\n\
+         Subject: Re: Order {sender} arrived damaged\r\n\
+         Message-ID: <bench-{pid}-{n}@customer.example>\r\n\
+         In-Reply-To: <bench-{pid}-{sender}@customer.example>\r\n\
+         References: <bench-{pid}-{sender}@customer.example>\r\n\
+         Date: Tue, 24 Nov 2026 09:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         Hello, the box was crushed and the mug inside is broken. Can you send a new one?\r\n\
+         Thanks, Bench\r\n\r\n\
+         On Mon, 23 Nov 2026 at 18:00, Support <support@example.com> wrote:\r\n\
+         > Thank you for your order. It ships today and should arrive within three days.\r\n\
+         > If anything is wrong with it, just reply to this mail.\r\n\
+         >\r\n> Kind regards, the support team\r\n\r\n\
+         --b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <html><body><p>Hello, the box was crushed and the mug inside is broken. Can you send a new one?</p>\
+         <p>Thanks, Bench</p><blockquote><p>Thank you for your order. It ships today and should arrive\
+         within three days.</p><p>If anything is wrong with it, just reply to this mail.</p>\
+         <p>Kind regards, the support team</p></blockquote></body></html>\r\n\
+         --b1--\r\n"
+    )
 }
 
 fn report(name: &str, r: &Run) {
@@ -184,23 +228,25 @@ fn main() {
             data_dir: dir.path().to_path_buf(),
             clickhouse_url: std::env::var("BATON_BENCH_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into()),
             api_token: Some(TOKEN.to_owned().into()),
+            support_address: Some("support@example.com".into()),
             ..Settings::default()
         };
         let app = Application::build(settings).await.unwrap();
-        let url = format!("http://127.0.0.1:{}/api/v1/messages", app.port());
+        let path = if a.email { "/ingest/email" } else { "/api/v1/messages" };
+        let url = format!("http://127.0.0.1:{}{path}", app.port());
         let handle = app.handle();
         let services = app.services();
         let server = tokio::spawn(app.run_until_stopped());
 
-        drive(trivial_url.clone(), a.connections, warmup).await;
-        drive(url.clone(), a.connections, warmup).await;
+        drive(trivial_url.clone(), a.connections, warmup, a.email).await;
+        drive(url.clone(), a.connections, warmup, a.email).await;
         while !services.store.unprocessed_inbound(1).await.map(|v| v.is_empty()).unwrap_or(true) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (mut base_runs, mut gw_runs) = (Vec::new(), Vec::new());
         for round in 1..=a.rounds {
-            let b = drive(trivial_url.clone(), a.connections, measure).await;
-            let g = drive(url.clone(), a.connections, measure).await;
+            let b = drive(trivial_url.clone(), a.connections, measure, a.email).await;
+            let g = drive(url.clone(), a.connections, measure, a.email).await;
             // Let the bot finish the round's messages before the next trivial round, so the
             // gateway's background work is not billed to the baseline.
             let drain_start = Instant::now();
@@ -237,7 +283,7 @@ fn main() {
         );
         println!("median round of each:");
         report("trivial 200-OK handler", &base);
-        report("gateway POST /api/v1/messages", &gw);
+        report(&format!("gateway POST {path}"), &gw);
         println!(
             "gateway / trivial throughput: {:.1}%   (inbound messages not yet answered by the bot at stop: {backlog})",
             100.0 * gw.rate() / base.rate(),

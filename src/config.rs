@@ -45,6 +45,27 @@ pub struct Settings {
     pub ship_interval_ms: u64,
     /// The most events one shipment carries.
     pub ship_batch_size: u32,
+    /// The address customers write to (e.g. support@example.com). Reply addresses are
+    /// derived from it (support+<token>@example.com). Needed for the email channel.
+    pub support_address: Option<String>,
+    /// The name on outgoing mail's From.
+    pub support_name: String,
+    /// Outgoing mail server, lettre's URL form: `smtp://user:pass@host:port`, `smtps://…`,
+    /// `?tls=required` for STARTTLS. Unset: email replies wait as pending.
+    pub smtp_url: Option<SecretString>,
+    /// Mailbox to poll: `imap://user:pass@host:port/INBOX` or `imaps://…`. Unset: no polling.
+    pub imap_url: Option<SecretString>,
+    /// How often the IMAP mailbox is polled, in milliseconds.
+    pub imap_poll_ms: u64,
+    /// A token that may only deliver mail to /ingest/email (for an MTA or mail provider).
+    pub ingest_token: Option<SecretString>,
+    /// The largest mail accepted, in bytes.
+    pub max_email_bytes: usize,
+    /// A customer's mail to a resolved conversation: `reopen` it, or start a `new` one linked
+    /// to it.
+    pub email_reopen: crate::model::ReopenPolicy,
+    /// How many days back the same-sender-same-subject fallback looks for an open conversation.
+    pub email_subject_window_days: u32,
 }
 
 impl Default for Settings {
@@ -68,6 +89,15 @@ impl Default for Settings {
             log_format: "text".into(),
             ship_interval_ms: 1_000,
             ship_batch_size: 5_000,
+            support_address: None,
+            support_name: "Support".into(),
+            smtp_url: None,
+            imap_url: None,
+            imap_poll_ms: 10_000,
+            ingest_token: None,
+            max_email_bytes: 25 * 1024 * 1024,
+            email_reopen: crate::model::ReopenPolicy::Reopen,
+            email_subject_window_days: 14,
         }
     }
 }
@@ -154,6 +184,28 @@ impl Settings {
                 key: "log_format",
                 why: "must be text or json".into(),
             });
+        }
+        if let Some(addr) = &self.support_address {
+            crate::model::EmailAddress::parse(addr).map_err(|e| ConfigError::Invalid {
+                key: "support_address",
+                why: e.to_string(),
+            })?;
+        } else if self.smtp_url.is_some() || self.imap_url.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "support_address",
+                why: "the email channel needs the address customers write to".into(),
+            });
+        }
+        if let Some(url) = &self.imap_url {
+            use secrecy::ExposeSecret;
+            if !(url.expose_secret().starts_with("imap://")
+                || url.expose_secret().starts_with("imaps://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "imap_url",
+                    why: "must be an imap:// or imaps:// URL".into(),
+                });
+            }
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {

@@ -14,12 +14,15 @@ use tokio::task::JoinHandle;
 use crate::analytics::{ClickHouse, Shipper};
 use crate::bot::{Bot, FaqBot, WebhookBot};
 use crate::channels::api::ApiConnector;
+use crate::channels::email::imap::{ImapPoller, ImapUrl};
+use crate::channels::email::inbound::EmailInbound;
+use crate::channels::email::{EmailConnector, SupportAddress};
 use crate::channels::webchat::{WebChatConnector, WebChatHub};
 use crate::channels::{Channels, Dispatcher};
 use crate::config::Settings;
 use crate::handoff::{Handoffs, Router};
 use crate::ingest::Pipeline;
-use crate::model::MessageText;
+use crate::model::{EmailAddress, MessageText};
 use crate::store::{Role, SharedStore, SqliteStore};
 
 /// Everything a request handler or a worker needs.
@@ -44,6 +47,11 @@ pub struct Services {
     pub hub: WebChatHub,
     /// Recently verified API tokens.
     pub tokens: crate::web::auth::TokenCache,
+    /// Turns raw inbound mail into messages.
+    pub email: EmailInbound,
+    /// The IMAP poller, when a mailbox is configured (its loop runs as a worker; tests can
+    /// also drive single steps).
+    pub imap: Option<ImapPoller>,
     sqlite: Arc<SqliteStore>,
     shutdown: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -78,6 +86,28 @@ impl Services {
         );
         let store: SharedStore = sqlite.clone();
         ensure_admin_token(&store, &settings).await?;
+        if let Some(token) = &settings.ingest_token {
+            store
+                .insert_token(
+                    &hash_token(token.expose_secret()),
+                    Role::Ingest,
+                    "mail ingest",
+                )
+                .await?;
+        }
+        let support = settings
+            .support_address
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()
+            .context("support_address is not a valid email address")?
+            .map(SupportAddress::new);
+        let email = EmailInbound::new(
+            support.clone(),
+            settings.email_reopen,
+            settings.email_subject_window_days,
+            settings.max_email_bytes,
+        );
 
         let clickhouse = ClickHouse::new(
             &settings.clickhouse_url,
@@ -91,6 +121,14 @@ impl Services {
         let mut channels = Channels::default();
         channels.register(Arc::new(ApiConnector));
         channels.register(Arc::new(WebChatConnector::new(hub.clone())));
+        if let (Some(url), Some(support)) = (&settings.smtp_url, &support) {
+            channels.register(Arc::new(EmailConnector::new(
+                store.clone(),
+                url.expose_secret(),
+                support.clone(),
+                settings.support_name.clone(),
+            )?));
+        }
         let dispatcher = Dispatcher::new(store.clone(), channels);
         let router = Router::new(store.clone());
         let notice = MessageText::parse(&settings.handoff_notice)
@@ -118,11 +156,24 @@ impl Services {
             Duration::from_millis(settings.ship_interval_ms),
         );
 
-        let workers = vec![
+        let mut workers = vec![
             tokio::spawn(dispatcher.clone().run(shutdown_rx.clone())),
             tokio::spawn(router.clone().run(shutdown_rx.clone())),
             tokio::spawn(shipper.clone().run(shutdown_rx.clone())),
         ];
+        let imap = match &settings.imap_url {
+            Some(url) => Some(ImapPoller::new(
+                ImapUrl::parse(url.expose_secret())?,
+                email.clone(),
+                pipeline.clone(),
+                store.clone(),
+                Duration::from_millis(settings.imap_poll_ms),
+            )),
+            None => None,
+        };
+        if let Some(poller) = &imap {
+            workers.push(tokio::spawn(poller.clone().run(shutdown_rx.clone())));
+        }
         let recovered = pipeline.recover().await?;
         if recovered > 0 {
             tracing::info!(
@@ -142,6 +193,8 @@ impl Services {
             clickhouse,
             hub,
             tokens: Default::default(),
+            email,
+            imap,
             sqlite,
             shutdown,
             workers: Mutex::new(workers),

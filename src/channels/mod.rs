@@ -5,6 +5,7 @@
 //! is never lost when a channel is down: it waits in the store and is retried.
 
 pub mod api;
+pub mod email;
 pub mod webchat;
 
 use std::collections::HashMap;

@@ -18,7 +18,10 @@ use crate::handoff::{Escalation, Handoffs, intent};
 use crate::model::{
     AuthorKind, ConversationId, DeliveryStatus, HandoffReason, MessageId, MessageText,
 };
-use crate::store::{InboundMessage, IngestReceipt, OutboundMessage, SharedStore, StoreError};
+use crate::store::{
+    EmailReceipt, InboundEmail, InboundMessage, IngestReceipt, OutboundMessage, SharedStore,
+    StoreError,
+};
 
 /// Parallel workers handling inbound messages (one conversation always maps to one worker).
 const WORKERS: usize = 16;
@@ -87,6 +90,16 @@ impl Pipeline {
         let receipt = self.inner.store.ingest(inbound).await?;
         if !receipt.duplicate {
             self.enqueue(receipt.message_id, receipt.conversation_id);
+        }
+        Ok(receipt)
+    }
+
+    /// Threads and stores an inbound email and schedules its handling, unless it is an
+    /// auto-reply or bounce (stored, never answered) or a redelivery. Returns once durable.
+    pub async fn accept_email(&self, email: InboundEmail) -> Result<EmailReceipt, StoreError> {
+        let receipt = self.inner.store.ingest_email(email).await?;
+        if receipt.needs_processing && !receipt.receipt.duplicate {
+            self.enqueue(receipt.receipt.message_id, receipt.receipt.conversation_id);
         }
         Ok(receipt)
     }

@@ -141,6 +141,12 @@ pub struct Attachment {
     pub name: Option<String>,
     /// Size in bytes, if known.
     pub size: Option<u64>,
+    /// The Content-ID an HTML body refers to it by (`cid:`), for inline email images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
+    /// Shown inside the message body rather than as a separate file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
 }
 
 /// One message in a conversation.

@@ -7,6 +7,7 @@
 mod agent;
 mod conversation;
 mod customer;
+mod email;
 mod event;
 mod handoff;
 mod ids;
@@ -15,6 +16,7 @@ mod message;
 pub use agent::{Agent, Presence, Skill, Team};
 pub use conversation::{ChannelKind, Conversation, ConversationStatus, IllegalTransition};
 pub use customer::{Customer, EmailAddress, Identity, IdentityKind, PhoneNumber};
+pub use email::{Automated, ReopenPolicy, ThreadMatch, ThreadSignals};
 pub use event::{HandoffEvent, HandoffEventKind};
 pub use handoff::{Handoff, HandoffReason, HandoffStatus, Priority};
 pub use ids::{AgentId, ConversationId, CustomerId, HandoffId, MessageId};

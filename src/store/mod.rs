@@ -15,10 +15,10 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 
 use crate::model::{
-    Agent, AgentId, Attachment, AuthorKind, ChannelKind, Conversation, ConversationId,
+    Agent, AgentId, Attachment, AuthorKind, Automated, ChannelKind, Conversation, ConversationId,
     ConversationStatus, Customer, DeliveryStatus, EmailAddress, Handoff, HandoffEvent, HandoffId,
     HandoffReason, HandoffStatus, Identity, IllegalTransition, Message, MessageId, MessageText,
-    PhoneNumber, Presence, Priority, Skill, Timestamp,
+    PhoneNumber, Presence, Priority, ReopenPolicy, Skill, ThreadMatch, ThreadSignals, Timestamp,
 };
 
 /// What went wrong in the store.
@@ -148,6 +148,8 @@ pub enum Role {
     Admin,
     /// Act as one agent.
     Agent(AgentId),
+    /// Deliver inbound mail to /ingest/email, nothing else (for an MTA or mail provider).
+    Ingest,
 }
 
 /// What an agent (or an admin) does to a ticket.
@@ -434,6 +436,115 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many events wait to ship.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
+
+    // --- email ---
+
+    /// Threads an inbound email into its conversation (strongest signal first; a new
+    /// conversation when none matches) and stores it with its original, attachments and
+    /// Message-ID. A redelivery (same Message-ID) stores nothing.
+    async fn ingest_email(&self, email: InboundEmail) -> Result<EmailReceipt, StoreError>;
+
+    /// Everything an outgoing mail of the conversation needs to thread.
+    async fn email_thread(&self, conversation: ConversationId) -> Result<EmailThread, StoreError>;
+
+    /// Remembers the Message-ID of a mail Baton sent, so replies to it thread.
+    async fn remember_sent_email(
+        &self,
+        message: MessageId,
+        conversation: ConversationId,
+        message_id_header: &str,
+    ) -> Result<(), StoreError>;
+
+    /// A stored attachment.
+    async fn file(&self, id: &str) -> Result<StoredFile, StoreError>;
+
+    /// The highest IMAP UID imported from a mailbox under a UIDVALIDITY.
+    async fn imap_position(&self, mailbox: &str, uid_validity: u32) -> Result<u32, StoreError>;
+
+    /// Records that every UID up to `last_uid` was imported.
+    async fn set_imap_position(
+        &self,
+        mailbox: &str,
+        uid_validity: u32,
+        last_uid: u32,
+    ) -> Result<(), StoreError>;
+}
+
+/// The bytes of a file that arrived inside a message (email attachments).
+#[derive(Debug, Clone)]
+pub struct FileData {
+    /// Its name, if the sender gave one.
+    pub name: Option<String>,
+    /// MIME type.
+    pub content_type: String,
+    /// The Content-ID an HTML body refers to it by.
+    pub content_id: Option<String>,
+    /// Shown inside the body (a `cid:` image) rather than as a separate file.
+    pub inline: bool,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// An inbound email, parsed and ready to be threaded and stored.
+#[derive(Debug, Clone)]
+pub struct InboundEmail {
+    /// The message as every channel has it: channel email, the sender's address as identity,
+    /// the Message-ID (or a hash of the mail) as external id, the visible (trimmed) text.
+    pub message: InboundMessage,
+    /// What can tie it to a conversation.
+    pub signals: ThreadSignals,
+    /// The decoded subject.
+    pub subject: Option<String>,
+    /// Set for auto-replies and bounces: stored, never answered.
+    pub automated: Option<Automated>,
+    /// The text before quotes and signatures were trimmed.
+    pub full_text: Option<String>,
+    /// The mail as received.
+    pub raw: Vec<u8>,
+    /// Attachment bytes, in the order of `message.attachments`.
+    pub files: Vec<FileData>,
+    /// What a reply to a resolved conversation does.
+    pub reopen: ReopenPolicy,
+    /// How far back (ms) the same-subject fallback looks for an open conversation.
+    pub subject_window_ms: i64,
+}
+
+/// The result of storing an inbound email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EmailReceipt {
+    /// Where it went, and whether it was a redelivery.
+    #[serde(flatten)]
+    pub receipt: IngestReceipt,
+    /// Which signal found the conversation.
+    pub thread_match: ThreadMatch,
+    /// Whether the pipeline should look at it (false for auto-replies, bounces, duplicates).
+    pub needs_processing: bool,
+}
+
+/// What an outgoing mail of a conversation needs to thread in the customer's mail client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailThread {
+    /// The recipient: the sender of the latest inbound mail, else the customer's address.
+    pub to: EmailAddress,
+    /// The customer's name, if known.
+    pub to_name: Option<String>,
+    /// The conversation's subject.
+    pub subject: Option<String>,
+    /// The conversation's reply token (created now if it had none).
+    pub reply_token: String,
+    /// Message-IDs of the conversation's mails, oldest first.
+    pub message_ids: Vec<String>,
+    /// The Message-ID of the latest inbound mail, which this one answers.
+    pub in_reply_to: Option<String>,
+}
+
+/// A stored attachment's bytes and what they are.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// The conversation it belongs to (for access checks).
+    pub conversation_id: ConversationId,
+    /// The file.
+    pub file: FileData,
 }
 
 /// A store shared across the app.

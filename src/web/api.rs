@@ -31,7 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/handoffs/{id}/{action}", web::post().to(ticket_action))
             .route("/agents", web::post().to(create_agent))
             .route("/agents", web::get().to(list_agents))
-            .route("/agents/{id}/presence", web::put().to(set_presence)),
+            .route("/agents/{id}/presence", web::put().to(set_presence))
+            .route("/attachments/{id}", web::get().to(get_attachment)),
     );
 }
 
@@ -229,6 +230,56 @@ async fn get_conversation(
         messages,
         handoff,
     }))
+}
+
+/// A stored attachment's bytes, for whoever may see its conversation. Always served as a
+/// download (`Content-Disposition: attachment`), so a hostile HTML or SVG file never renders
+/// in Baton's origin.
+async fn get_attachment(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::NotFound("attachment"));
+    }
+    let stored = services.store.file(&id).await?;
+    if let Role::Agent(me) = caller.role {
+        let conversation = services.store.conversation(stored.conversation_id).await?;
+        if conversation.assigned_agent_id != Some(me) {
+            // The same answer as for an unknown id: no probing for what exists.
+            return Err(ApiError::NotFound("attachment"));
+        }
+    }
+    let name: String = stored
+        .file
+        .name
+        .as_deref()
+        .unwrap_or("attachment")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' '))
+        .take(100)
+        .collect();
+    let content_type = stored
+        .file
+        .content_type
+        .parse::<mime::Mime>()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"{}\"",
+                if name.trim().is_empty() {
+                    "attachment"
+                } else {
+                    name.trim()
+                }
+            ),
+        ))
+        .body(stored.file.data))
 }
 
 #[derive(Deserialize, Default)]

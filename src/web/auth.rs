@@ -61,7 +61,9 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::Agent(_) => Err(ApiError::Forbidden("this needs an admin token".into())),
+            Role::Agent(_) | Role::Ingest => {
+                Err(ApiError::Forbidden("this needs an admin token".into()))
+            }
         }
     }
 
@@ -74,6 +76,8 @@ impl Caller {
                 "an agent can only act as themselves".into(),
             )),
             (Role::Admin, named) => Ok(named),
+            // Never reached: the extractor turns ingest tokens away.
+            (Role::Ingest, _) => Err(ApiError::Forbidden("an ingest token cannot act".into())),
         }
     }
 }
@@ -90,6 +94,29 @@ pub fn presented_token(req: &HttpRequest) -> Option<String> {
     req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
 }
 
+/// Looks the presented token up (cache first) and returns its role.
+async fn authenticate(
+    token: Option<String>,
+    services: Option<web::Data<Services>>,
+) -> Result<Role, ApiError> {
+    let token = token
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or(ApiError::Unauthorized)?;
+    let services =
+        services.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("services missing")))?;
+    let hash = hash_token(&token);
+    if let Some(role) = services.tokens.get(&hash) {
+        return Ok(role);
+    }
+    let role = services
+        .store
+        .role_for_token(&hash)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    services.tokens.put(hash, role);
+    Ok(role)
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -98,22 +125,35 @@ impl FromRequest for Caller {
         let token = presented_token(req);
         let services = req.app_data::<web::Data<Services>>().cloned();
         Box::pin(async move {
-            let token = token
-                .filter(|t| !t.is_empty() && t.len() <= 256)
-                .ok_or(ApiError::Unauthorized)?;
-            let services =
-                services.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("services missing")))?;
-            let hash = hash_token(&token);
-            if let Some(role) = services.tokens.get(&hash) {
-                return Ok(Caller { role });
+            match authenticate(token, services).await? {
+                // A mail server's token delivers mail and nothing else.
+                Role::Ingest => Err(ApiError::Forbidden(
+                    "this token may only deliver mail to /ingest/email".into(),
+                )),
+                role => Ok(Caller { role }),
             }
-            let role = services
-                .store
-                .role_for_token(&hash)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            services.tokens.put(hash, role);
-            Ok(Caller { role })
+        })
+    }
+}
+
+/// A caller allowed to deliver inbound mail: an admin or an ingest token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingester;
+
+impl FromRequest for Ingester {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = presented_token(req);
+        let services = req.app_data::<web::Data<Services>>().cloned();
+        Box::pin(async move {
+            match authenticate(token, services).await? {
+                Role::Admin | Role::Ingest => Ok(Ingester),
+                Role::Agent(_) => Err(ApiError::Forbidden(
+                    "delivering mail needs an admin or ingest token".into(),
+                )),
+            }
         })
     }
 }

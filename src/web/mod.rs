@@ -5,6 +5,7 @@ mod api;
 mod assets;
 pub mod auth;
 pub mod error;
+mod ingest;
 mod logging;
 mod pages;
 mod widget;
@@ -43,6 +44,7 @@ impl Application {
         }
         let data = web::Data::from(services.clone());
         let max_body = settings.max_body_bytes;
+        let max_email = settings.max_email_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler_client(json_client_error))
@@ -67,6 +69,7 @@ impl Application {
                     ApiError::BadRequest(format!("invalid query string: {e}")).into()
                 }))
                 .route("/healthz", web::get().to(healthz))
+                .configure(|cfg| ingest::routes(cfg, max_email))
                 .configure(api::routes)
                 .configure(widget::routes)
                 .configure(pages::routes)

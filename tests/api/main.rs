@@ -3,8 +3,10 @@
 mod analytics;
 mod bad_input;
 mod dashboard;
+mod email;
 mod handoff;
 mod helpers;
+mod mail_servers;
 mod messages;
 mod restart;
 mod webchat;

@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::mpsc;
 
+mod email;
 mod merged;
 mod writer;
 use writer::{Job, Work};
@@ -1396,6 +1397,7 @@ impl Store for SqliteStore {
                 let (role_name, agent) = match role {
                     Role::Admin => ("admin", None),
                     Role::Agent(a) => ("agent", Some(a.to_string())),
+                    Role::Ingest => ("ingest", None),
                 };
                 sqlx::query(
                     "INSERT INTO api_tokens (id, token_hash, role, agent_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -1427,6 +1429,7 @@ impl Store for SqliteStore {
         match role.as_str() {
             "admin" => Ok(Some(Role::Admin)),
             "agent" => Ok(Some(Role::Agent(parse_col(&row, "agent_id")?))),
+            "ingest" => Ok(Some(Role::Ingest)),
             other => Err(StoreError::Corrupt(format!("unknown token role {other:?}"))),
         }
     }
@@ -1465,6 +1468,96 @@ impl Store for SqliteStore {
             .await?
             .try_get("n")?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn ingest_email(&self, email: InboundEmail) -> Result<EmailReceipt, StoreError> {
+        let token = crate::channels::email::thread::new_reply_token();
+        self.write(move |tx| {
+            Box::pin(async move { email::ingest(tx, &email, &token, Timestamp::now()).await })
+        })
+        .await
+    }
+
+    async fn email_thread(&self, conversation: ConversationId) -> Result<EmailThread, StoreError> {
+        let token = crate::channels::email::thread::new_reply_token();
+        self.write(move |tx| Box::pin(async move { email::thread(tx, conversation, &token).await }))
+            .await
+    }
+
+    async fn remember_sent_email(
+        &self,
+        message: MessageId,
+        conversation: ConversationId,
+        message_id_header: &str,
+    ) -> Result<(), StoreError> {
+        let header = message_id_header.to_owned();
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                email::remember_sent(tx, message, conversation, &header, Timestamp::now()).await
+            })
+        })
+        .await
+    }
+
+    async fn file(&self, id: &str) -> Result<StoredFile, StoreError> {
+        let row = sqlx::query(
+            "SELECT b.name, b.content_type, b.content_id, b.inline, b.data, m.conversation_id
+             FROM attachment_blobs b JOIN messages m ON m.id = b.message_row WHERE b.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or(StoreError::NotFound("attachment"))?;
+        Ok(StoredFile {
+            conversation_id: parse_col(&row, "conversation_id")?,
+            file: FileData {
+                name: row.try_get("name")?,
+                content_type: row.try_get("content_type")?,
+                content_id: row.try_get("content_id")?,
+                inline: row.try_get("inline")?,
+                data: row.try_get("data")?,
+            },
+        })
+    }
+
+    async fn imap_position(&self, mailbox: &str, uid_validity: u32) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "SELECT last_uid FROM imap_positions WHERE mailbox = ? AND uid_validity = ?",
+        )
+        .bind(mailbox)
+        .bind(uid_validity as i64)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64, _>("last_uid")?.clamp(0, u32::MAX as i64) as u32,
+            None => 0,
+        })
+    }
+
+    async fn set_imap_position(
+        &self,
+        mailbox: &str,
+        uid_validity: u32,
+        last_uid: u32,
+    ) -> Result<(), StoreError> {
+        let mailbox = mailbox.to_owned();
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO imap_positions (mailbox, uid_validity, last_uid, updated_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (mailbox, uid_validity)
+                     DO UPDATE SET last_uid = max(last_uid, excluded.last_uid), updated_at = excluded.updated_at",
+                )
+                .bind(&mailbox)
+                .bind(uid_validity as i64)
+                .bind(last_uid as i64)
+                .bind(Timestamp::now().as_millis())
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 
