@@ -876,12 +876,14 @@ mod tests {
                 );
                 misses.push(name.to_string());
             }
+            // Reported, not asserted: upstream's elided text shows rewritten quote prefixes (`C>` as
+            // `>`), this port keeps the sender's characters.
             if let Some(elided) = case.get("elided").and_then(|e| e.as_str()) {
                 elided_total += 1;
                 if normalize(&got.elided, false) == normalize(&read(elided), false) {
                     elided_exact += 1;
                 } else {
-                    println!("elided differs: {name}");
+                    println!("elided differs (not asserted): {name}");
                 }
             }
         }
@@ -1021,6 +1023,18 @@ mod tests {
         let text =
             "I need to change my booking.\n\nFrom: Berlin\nTo: Paris\nDate: 12.05.2024\n\nThanks!";
         assert_eq!(visible(text), text);
+    }
+
+    #[test]
+    fn prose_that_resembles_an_attribution_line_is_kept() {
+        for line in [
+            "Invoice 2024 went to our billing team <billing@example.com>",
+            "Am Montag schrieb ich dir: bitte storniere die Bestellung.",
+            "On second thought, I wrote",
+        ] {
+            let text = format!("Hello,\n{line}\nand the rest of my message.");
+            assert_eq!(visible(&text), text, "prose cut at: {line}");
+        }
     }
 
     #[test]
