@@ -620,3 +620,60 @@ async fn a_reply_to_a_resolved_conversation_reopens_it_or_starts_a_linked_one() 
         );
     }
 }
+
+#[tokio::test]
+async fn attachments_are_stored_and_served_as_downloads_and_html_is_sanitized() {
+    let app = spawn_email_app(None).await;
+    let raw = format!(
+        "From: nia@customer.example\r\nTo: {SUPPORT}\r\nSubject: Photo\r\nMessage-ID: <att-1@customer.example>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
+         --m\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p onclick=\"steal()\">See the <b>photo</b><script>alert(1)</script><img src=\"https://tracker.example/p.gif\"></p>\r\n\
+         --m\r\nContent-Type: text/plain; name=\"notes.txt\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29ybGQ=\r\n--m--\r\n"
+    );
+    let r = app.mail_in(&raw).await;
+    let c = app
+        .conversation(r["conversation_id"].as_str().unwrap())
+        .await;
+    let m = &c["messages"][0];
+    let html = m["html"].as_str().unwrap();
+    assert!(html.contains("<b>photo</b>"), "{html}");
+    for bad in ["script", "onclick", "tracker.example"] {
+        assert!(!html.contains(bad), "{bad} in {html}");
+    }
+    let a = &m["attachments"][0];
+    assert_eq!(
+        (a["name"].as_str(), a["size"].as_u64()),
+        (Some("notes.txt"), Some(11))
+    );
+    let url = a["url"].as_str().unwrap();
+    let file = app
+        .client
+        .get(app.url(url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert!(
+        file.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(file.bytes().await.unwrap().as_ref(), b"hello world");
+    let (_, agent_token) = app.create_agent("Oz", true).await;
+    let denied = app
+        .client
+        .get(app.url(url))
+        .bearer_auth(&agent_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        denied.status(),
+        404,
+        "an agent who does not own the conversation sees nothing"
+    );
+}

@@ -115,7 +115,9 @@ impl EmailInbound {
                 conversation_id: None,
                 external_id: Some(external_id),
                 text,
-                html: mail.html.clone(),
+                // Stored sanitized, so nothing that shows a message can run a mail's scripts or
+                // load its trackers; the mail as sent stays in the stored original.
+                html: mail.html.as_deref().map(parse::sanitize_html),
                 attachments,
                 sent_at: mail.date_ms.map(Timestamp::from_millis),
             },
