@@ -20,7 +20,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 static CLICKHOUSE: OnceLock<String> = OnceLock::new();
 
-fn free_port() -> u16 {
+/// A port nobody listens on right now (another process may still take it first).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -29,13 +29,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one IMAP exchange may take.
 const IMAP_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::free_port;
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

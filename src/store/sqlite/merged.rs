@@ -304,26 +304,15 @@ pub async fn complete_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelKind, Identity, MessageText};
+    use crate::store::Store;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{SenderProfile, Store};
 
     fn inbound(sender: &str, external_id: &str) -> Arc<InboundMessage> {
-        Arc::new(InboundMessage {
-            channel: ChannelKind::Api,
-            sender: SenderProfile {
-                identity: Identity::channel(ChannelKind::Api, sender).unwrap(),
-                display_name: None,
-                email: None,
-                phone: None,
-            },
-            conversation_id: None,
-            external_id: Some(external_id.into()),
-            text: MessageText::parse("hello").unwrap(),
-            html: None,
-            attachments: vec![],
-            sent_at: None,
-        })
+        Arc::new(crate::store::sqlite::tests::inbound(
+            sender,
+            external_id,
+            "hello",
+        ))
     }
 
     #[tokio::test]

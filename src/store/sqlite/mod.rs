@@ -1574,7 +1574,23 @@ mod tests {
         (dir, store)
     }
 
-    fn inbound(sender: &str, external_id: &str, text: &str) -> InboundMessage {
+    fn manual_handoff() -> HandoffRequest {
+        HandoffRequest {
+            reason: HandoffReason::Manual,
+            reason_detail: None,
+            summary: None,
+            priority: Priority::Normal,
+            required_skills: vec![],
+            notice: MessageText::parse("a person is coming").unwrap(),
+        }
+    }
+
+    /// An API-channel message from `sender`.
+    pub(in crate::store::sqlite) fn inbound(
+        sender: &str,
+        external_id: &str,
+        text: &str,
+    ) -> InboundMessage {
         InboundMessage {
             channel: ChannelKind::Api,
             sender: SenderProfile {
@@ -1685,17 +1701,7 @@ mod tests {
         let receipt = store.ingest(inbound("bea", "m-1", "hello")).await.unwrap();
         let conversation = store.conversation(receipt.conversation_id).await.unwrap();
         store
-            .request_handoff(
-                conversation.id,
-                HandoffRequest {
-                    reason: HandoffReason::Manual,
-                    reason_detail: None,
-                    summary: None,
-                    priority: Priority::Normal,
-                    required_skills: vec![],
-                    notice: MessageText::parse("a person is coming").unwrap(),
-                },
-            )
+            .request_handoff(conversation.id, manual_handoff())
             .await
             .unwrap();
         let reply = OutboundMessage {
@@ -1768,17 +1774,7 @@ mod tests {
         }
         // A person takes conversation 3 while the bot is thinking.
         store
-            .request_handoff(
-                received[3].0.id,
-                HandoffRequest {
-                    reason: HandoffReason::Manual,
-                    reason_detail: None,
-                    summary: None,
-                    priority: Priority::Normal,
-                    required_skills: vec![],
-                    notice: MessageText::parse("a person is coming").unwrap(),
-                },
-            )
+            .request_handoff(received[3].0.id, manual_handoff())
             .await
             .unwrap();
         let answers = received.iter().map(|(conversation, inbound)| {
