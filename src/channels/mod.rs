@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod email;
+pub mod webhook;
 pub mod webchat;
 
 use std::collections::HashMap;

@@ -1,0 +1,84 @@
+//! What a platform's webhook delivery means, normalized: every messaging connector's parser
+//! turns its platform's body into these events, so the rest of Baton sees one shape.
+
+use crate::model::Attachment;
+
+/// One thing a webhook delivery reports, in the order the platform listed them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookEvent {
+    /// A customer wrote (text, files, a button press): stored as an inbound message.
+    Message(PlatformMessage),
+    /// A customer changed an earlier message: the stored text is updated, the old one kept.
+    Edit {
+        /// The platform's id of the edited message.
+        external_message_id: String,
+        /// The sender, to check the edit comes from the author.
+        external_sender_id: String,
+        /// The new text.
+        text: String,
+    },
+    /// A receipt for a message Baton sent: its delivery state changes; never a customer message.
+    Status {
+        /// The platform's id of Baton's message.
+        external_message_id: String,
+        /// What happened to it.
+        status: PlatformStatus,
+        /// The platform's error text for `Failed`.
+        error: Option<String>,
+    },
+    /// Acknowledged and logged, nothing stored: echoes of our own messages, reads, reactions,
+    /// typing, membership changes, and event types Baton does not know.
+    Ignored {
+        /// What it was (`echo`, `read`, `reaction`, `unknown:<type>`, ...), for the log.
+        kind: String,
+    },
+}
+
+/// A delivery receipt's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformStatus {
+    /// Accepted by the platform.
+    Sent,
+    /// On the customer's device.
+    Delivered,
+    /// Seen by the customer.
+    Read,
+    /// Not delivered.
+    Failed,
+}
+
+/// A customer's message as a platform reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PlatformMessage {
+    /// The platform's id for the sender (PSID, IGSID, wa_id, Telegram user id, phone number).
+    pub external_sender_id: String,
+    /// The name the platform gives, if any.
+    pub sender_name: Option<String>,
+    /// A phone number the platform gives for the sender (WhatsApp wa_id, Twilio From), E.164
+    /// when possible: links the sender to an existing customer.
+    pub phone: Option<String>,
+    /// The platform's id for the message; a redelivery repeats it. Telegram's ids are unique
+    /// per chat only, so its parser makes this `<chat id>:<message id>`.
+    pub external_message_id: String,
+    /// When the platform says it was sent, epoch milliseconds.
+    pub timestamp_ms: Option<i64>,
+    /// The text, or a caption; for a button press, the button's title.
+    pub text: Option<String>,
+    /// Files, shared places, contacts: each with a content type and a URL or platform file id.
+    pub attachments: Vec<Attachment>,
+    /// The developer payload of a quick reply, postback or interactive button.
+    pub payload: Option<String>,
+    /// The platform's id of the message this one replies to, if any.
+    pub reply_to: Option<String>,
+}
+
+/// Why a webhook body cannot be read. Answered 400; nothing is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Not JSON (or not a form) at all.
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    /// Well-formed, but not the platform's shape.
+    #[error("unexpected body: {0}")]
+    Unexpected(String),
+}
