@@ -66,6 +66,37 @@ pub struct Settings {
     pub email_reopen: crate::model::ReopenPolicy,
     /// How many days back the same-sender-same-subject fallback looks for an open conversation.
     pub email_subject_window_days: u32,
+    /// The externally visible base URL (e.g. `https://support.example.com`): Twilio signs the
+    /// URL it called, which behind a proxy is not the one the gateway sees.
+    pub public_url: Option<String>,
+    /// Meta app secret: verifies Messenger/Instagram webhooks (X-Hub-Signature-256).
+    pub meta_app_secret: Option<SecretString>,
+    /// What Meta must send as hub.verify_token in the subscription handshake.
+    pub meta_verify_token: Option<SecretString>,
+    /// Page access token for sending Messenger/Instagram replies.
+    pub meta_page_token: Option<SecretString>,
+    /// WhatsApp app secret (defaults to the Meta app secret).
+    pub whatsapp_app_secret: Option<SecretString>,
+    /// Verify token for the WhatsApp handshake (defaults to the Meta verify token).
+    pub whatsapp_verify_token: Option<SecretString>,
+    /// WhatsApp Cloud API access token.
+    pub whatsapp_token: Option<SecretString>,
+    /// WhatsApp business phone number id replies are sent from.
+    pub whatsapp_phone_number_id: Option<String>,
+    /// Telegram bot token (the default bot at /webhooks/telegram).
+    pub telegram_bot_token: Option<SecretString>,
+    /// What Telegram must send as X-Telegram-Bot-Api-Secret-Token.
+    pub telegram_secret_token: Option<SecretString>,
+    /// Twilio account SID.
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token: verifies X-Twilio-Signature and authenticates sends.
+    pub twilio_auth_token: Option<SecretString>,
+    /// Graph API base URL (tests point it at a local stand-in).
+    pub meta_graph_url: String,
+    /// Telegram Bot API base URL.
+    pub telegram_api_url: String,
+    /// Twilio REST API base URL.
+    pub twilio_api_url: String,
 }
 
 impl Default for Settings {
@@ -98,6 +129,21 @@ impl Default for Settings {
             max_email_bytes: 25 * 1024 * 1024,
             email_reopen: crate::model::ReopenPolicy::Reopen,
             email_subject_window_days: 14,
+            public_url: None,
+            meta_app_secret: None,
+            meta_verify_token: None,
+            meta_page_token: None,
+            whatsapp_app_secret: None,
+            whatsapp_verify_token: None,
+            whatsapp_token: None,
+            whatsapp_phone_number_id: None,
+            telegram_bot_token: None,
+            telegram_secret_token: None,
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            meta_graph_url: "https://graph.facebook.com/v21.0".into(),
+            telegram_api_url: "https://api.telegram.org".into(),
+            twilio_api_url: "https://api.twilio.com".into(),
         }
     }
 }
@@ -169,6 +215,10 @@ impl Settings {
         for (key, url) in [
             ("clickhouse_url", Some(&self.clickhouse_url)),
             ("bot_webhook_url", self.bot_webhook_url.as_ref()),
+            ("public_url", self.public_url.as_ref()),
+            ("meta_graph_url", Some(&self.meta_graph_url)),
+            ("telegram_api_url", Some(&self.telegram_api_url)),
+            ("twilio_api_url", Some(&self.twilio_api_url)),
         ] {
             if let Some(url) = url
                 && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -6,8 +6,13 @@
 
 pub mod api;
 pub mod email;
-pub mod webhook;
+pub mod meta;
+pub mod signature;
+pub mod telegram;
+pub mod twilio;
 pub mod webchat;
+pub mod webhook;
+pub mod whatsapp;
 
 use std::collections::HashMap;
 use std::sync::Arc;

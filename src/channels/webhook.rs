@@ -82,3 +82,46 @@ pub enum WebhookError {
     #[error("unexpected body: {0}")]
     Unexpected(String),
 }
+
+/// A platform message as every channel's messages are stored: the platform's user id becomes
+/// the sender's identity on that channel; a phone number the platform gives links the sender
+/// to an existing customer with that number. A message with only files gets a short text
+/// naming them, so the conversation reads well.
+pub fn to_inbound(
+    channel: crate::model::ChannelKind,
+    m: PlatformMessage,
+) -> Result<crate::store::InboundMessage, crate::model::ParseError> {
+    use crate::model::{Identity, MessageText, PhoneNumber, Timestamp};
+    let identity = Identity::channel(channel, &m.external_sender_id)?;
+    let text = match m.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => MessageText::parse(t)?,
+        None => {
+            let kinds: Vec<&str> = m
+                .attachments
+                .iter()
+                .map(|a| a.content_type.split('/').next().unwrap_or("file"))
+                .collect();
+            let label = match (kinds.first(), m.payload.as_deref()) {
+                (Some(_), _) => format!("[{}]", kinds.join(", ")),
+                (None, Some(p)) => format!("[{p}]"),
+                (None, None) => "[empty message]".to_owned(),
+            };
+            MessageText::parse(&label.chars().take(1000).collect::<String>())?
+        }
+    };
+    Ok(crate::store::InboundMessage {
+        channel,
+        sender: crate::store::SenderProfile {
+            identity,
+            display_name: m.sender_name.filter(|n| !n.trim().is_empty()),
+            email: None,
+            phone: m.phone.as_deref().and_then(|p| PhoneNumber::parse(p).ok()),
+        },
+        conversation_id: None,
+        external_id: Some(m.external_message_id),
+        text,
+        html: None,
+        attachments: m.attachments,
+        sent_at: m.timestamp_ms.map(Timestamp::from_millis),
+    })
+}

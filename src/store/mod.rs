@@ -437,6 +437,15 @@ pub trait Store: Send + Sync + 'static {
     /// How many events wait to ship.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
 
+    // --- messaging platforms ---
+
+    /// Who a conversation's replies go to on its channel (the customer's platform id there)
+    /// and when the customer last wrote (platforms only allow replies within a window).
+    async fn channel_recipient(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<ChannelRecipient, StoreError>;
+
     // --- email ---
 
     /// Threads an inbound email into its conversation (strongest signal first; a new
@@ -536,6 +545,15 @@ pub struct EmailThread {
     pub message_ids: Vec<String>,
     /// The Message-ID of the latest inbound mail, which this one answers.
     pub in_reply_to: Option<String>,
+}
+
+/// The customer's address on a conversation's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRecipient {
+    /// The platform's id for the customer (PSID, wa_id, chat id, phone number).
+    pub external_id: String,
+    /// When the customer's latest message arrived, if any.
+    pub last_inbound_at: Option<Timestamp>,
 }
 
 /// A stored attachment's bytes and what they are.

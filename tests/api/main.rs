@@ -10,3 +10,4 @@ mod mail_servers;
 mod messages;
 mod restart;
 mod webchat;
+mod webhooks;

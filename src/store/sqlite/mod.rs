@@ -1470,6 +1470,31 @@ impl Store for SqliteStore {
         Ok(n.max(0) as u64)
     }
 
+    async fn channel_recipient(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<ChannelRecipient, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT value FROM identities
+                     WHERE customer_id = c.customer_id AND kind = c.channel
+                     ORDER BY created_at DESC LIMIT 1) AS external_id,
+                    (SELECT max(created_at) FROM messages
+                     WHERE conversation_id = c.id AND direction = 'in') AS last_inbound_at
+             FROM conversations c WHERE c.id = ?",
+        )
+        .bind(conversation.to_string())
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+        let external_id: Option<String> = row.try_get("external_id")?;
+        Ok(ChannelRecipient {
+            external_id: external_id.ok_or_else(|| {
+                StoreError::Conflict("the customer has no id on this channel".into())
+            })?,
+            last_inbound_at: opt_ts(&row, "last_inbound_at")?,
+        })
+    }
+
     async fn ingest_email(&self, email: InboundEmail) -> Result<EmailReceipt, StoreError> {
         let token = crate::channels::email::thread::new_reply_token();
         self.write(move |tx| {

@@ -1,0 +1,834 @@
+//! WhatsApp Cloud API webhooks, read into [`WebhookEvent`]s.
+//!
+//! A delivery is `{"object": "whatsapp_business_account", "entry": [{"changes": [{"field",
+//! "value"}]}]}`; `value` holds `messages[]` (customers writing), `statuses[]` (receipts for
+//! Baton's messages), `errors[]`, or `message_echoes[]` (the business app's own messages). The
+//! body is read as an untyped `serde_json::Value` because Meta adds message types often and an
+//! unknown one must be acknowledged as `Ignored`, not answered 400 (Meta retries those for days).
+
+use serde_json::Value;
+
+use crate::channels::webhook::{PlatformMessage, PlatformStatus, WebhookError, WebhookEvent};
+use crate::model::Attachment;
+
+/// Reads a WhatsApp Cloud API webhook body.
+///
+/// Events come back in the order Meta listed them. Only a body that is not JSON, or not a
+/// WhatsApp Business Account delivery at all, is an error.
+pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    let root = root
+        .as_object()
+        .ok_or_else(|| WebhookError::Unexpected("top level is not a JSON object".into()))?;
+    match root.get("object").and_then(Value::as_str) {
+        Some("whatsapp_business_account") => {}
+        Some(other) => {
+            return Err(WebhookError::Unexpected(format!(
+                "object {other:?} is not whatsapp_business_account"
+            )));
+        }
+        None => return Err(WebhookError::Unexpected("no \"object\" string".into())),
+    }
+    let entries = root
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| WebhookError::Unexpected("no \"entry\" array".into()))?;
+
+    let mut events = Vec::new();
+    for entry in entries {
+        let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
+            events.push(ignored("unknown:entry"));
+            continue;
+        };
+        for change in changes {
+            change_events(change, &mut events);
+        }
+    }
+    Ok(events)
+}
+
+fn change_events(change: &Value, out: &mut Vec<WebhookEvent>) {
+    let field = change.get("field").and_then(Value::as_str).unwrap_or("");
+    let value = change.get("value").unwrap_or(&Value::Null);
+    let before = out.len();
+    let contacts = value.get("contacts").and_then(Value::as_array);
+    if let Some(messages) = value.get("messages").and_then(Value::as_array) {
+        out.extend(messages.iter().map(|m| message_event(m, contacts)));
+    }
+    if let Some(statuses) = value.get("statuses").and_then(Value::as_array) {
+        out.extend(statuses.iter().map(status_event));
+    }
+    // Messages the business sent from the WhatsApp Business app (coexistence): ours, not the
+    // customer's.
+    if let Some(echoes) = value.get("message_echoes").and_then(Value::as_array) {
+        out.extend(echoes.iter().map(|_| ignored("echo")));
+    }
+    if let Some(errors) = value.get("errors").and_then(Value::as_array) {
+        out.extend(errors.iter().map(|e| {
+            let code = e.get("code").and_then(as_string).unwrap_or_default();
+            ignored(&format!("error:{code}"))
+        }));
+    }
+    if out.len() == before {
+        // Template status, account updates, history sync...: not conversations.
+        let field = if field.is_empty() { "change" } else { field };
+        out.push(ignored(&format!("unknown:{field}")));
+    }
+}
+
+fn message_event(m: &Value, contacts: Option<&Vec<Value>>) -> WebhookEvent {
+    let kind = m.get("type").and_then(Value::as_str).unwrap_or("");
+    // The newer business-scoped user id format can omit `from` (the phone number).
+    let from = m.get("from").and_then(as_string).filter(|s| !s.is_empty());
+    let from_user_id = m
+        .get("from_user_id")
+        .and_then(as_string)
+        .filter(|s| !s.is_empty());
+    let Some(sender) = from.clone().or_else(|| from_user_id.clone()) else {
+        return ignored(&format!("unknown:{kind}_without_sender"));
+    };
+    let Some(id) = m.get("id").and_then(as_string) else {
+        return ignored(&format!("unknown:{kind}_without_id"));
+    };
+    let contact = find_contact(contacts, from.as_deref(), from_user_id.as_deref());
+
+    match kind {
+        "reaction" => return ignored("reaction"),
+        "revoke" => return ignored("revoke"),
+        "system" => {
+            let sub = m
+                .get("system")
+                .and_then(|s| s.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            return ignored(&format!("system:{sub}"));
+        }
+        "edit" => {
+            let edit = m.get("edit");
+            let original = edit
+                .and_then(|e| e.get("original_message_id"))
+                .and_then(as_string);
+            let text = edit.and_then(|e| e.get("message")).and_then(text_of);
+            return match (original, text) {
+                (Some(external_message_id), Some(text)) => WebhookEvent::Edit {
+                    external_message_id,
+                    external_sender_id: sender,
+                    text,
+                },
+                // An edit that leaves no text (media swapped, caption removed) has nothing
+                // Edit can carry.
+                _ => ignored("edit_without_text"),
+            };
+        }
+        _ => {}
+    }
+
+    let (text, payload, attachments) = match content_of(m, kind) {
+        Some(c) => c,
+        // `unsupported`, `interactive` without its object, `order`, or a type Meta added later.
+        None => return ignored(&format!("unsupported:{kind}")),
+    };
+
+    let phone = from
+        .as_deref()
+        .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+        .or_else(|| contact.and_then(|c| c.get("wa_id")).and_then(Value::as_str))
+        .map(|wa_id| format!("+{}", wa_id.trim_start_matches('+')));
+
+    WebhookEvent::Message(PlatformMessage {
+        external_sender_id: sender,
+        sender_name: contact
+            .and_then(|c| c.get("profile"))
+            .and_then(|p| p.get("name"))
+            .and_then(as_string),
+        phone,
+        external_message_id: id,
+        timestamp_ms: m.get("timestamp").and_then(seconds_to_ms),
+        text,
+        attachments,
+        payload,
+        reply_to: m
+            .get("context")
+            .and_then(|c| c.get("id"))
+            .and_then(as_string),
+    })
+}
+
+type Content = (Option<String>, Option<String>, Vec<Attachment>);
+
+/// Text, payload and attachments of a message of type `kind`; `None` when Baton cannot
+/// represent it.
+fn content_of(m: &Value, kind: &str) -> Option<Content> {
+    let body = m.get(kind);
+    match kind {
+        "text" => Some((
+            body.and_then(|t| t.get("body")).and_then(as_string),
+            None,
+            vec![],
+        )),
+        "image" | "video" | "audio" | "document" | "sticker" => {
+            let media = body?;
+            let caption = media.get("caption").and_then(as_string);
+            Some((caption, None, vec![media_attachment(kind, media)]))
+        }
+        "location" => {
+            let loc = body?;
+            let lat = loc.get("latitude").and_then(as_f64)?;
+            let lon = loc.get("longitude").and_then(as_f64)?;
+            let name = [loc.get("name"), loc.get("address")]
+                .into_iter()
+                .filter_map(|v| v.and_then(as_string))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let attachment = Attachment {
+                content_type: "application/vnd.whatsapp.location".into(),
+                url: Some(format!("geo:{lat},{lon}")),
+                name: Some(name).filter(|n| !n.is_empty()),
+                size: None,
+                content_id: None,
+                inline: false,
+            };
+            Some((None, None, vec![attachment]))
+        }
+        "contacts" => {
+            let list = m.get("contacts").and_then(Value::as_array)?;
+            let attachments = list
+                .iter()
+                .map(|c| Attachment {
+                    content_type: "application/vnd.whatsapp.contact".into(),
+                    url: c
+                        .get("phones")
+                        .and_then(Value::as_array)
+                        .and_then(|p| p.first())
+                        .and_then(|p| p.get("phone"))
+                        .and_then(as_string)
+                        .map(|p| format!("tel:{}", p.replace(' ', ""))),
+                    name: c
+                        .get("name")
+                        .and_then(|n| n.get("formatted_name"))
+                        .and_then(as_string),
+                    size: None,
+                    content_id: None,
+                    inline: false,
+                })
+                .collect();
+            Some((None, None, attachments))
+        }
+        "interactive" => {
+            let i = body?;
+            let reply = i.get("button_reply").or_else(|| i.get("list_reply"));
+            if let Some(r) = reply {
+                let title = r.get("title").and_then(as_string);
+                return Some((title, r.get("id").and_then(as_string), vec![]));
+            }
+            // A WhatsApp Flow's answer: the form data is the payload.
+            let nfm = i.get("nfm_reply")?;
+            Some((
+                nfm.get("body").and_then(as_string),
+                nfm.get("response_json").and_then(as_string),
+                vec![],
+            ))
+        }
+        "button" => {
+            let b = body?;
+            Some((
+                b.get("text").and_then(as_string),
+                b.get("payload").and_then(as_string),
+                vec![],
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A media message as an [`Attachment`]: `content_id` holds WhatsApp's media id, the durable
+/// handle (the lookaside `url`, when given, still needs the access token and expires).
+fn media_attachment(kind: &str, media: &Value) -> Attachment {
+    let fallback = match kind {
+        "image" => "image/*",
+        "video" => "video/*",
+        "audio" => "audio/*",
+        "sticker" => "image/webp",
+        _ => "application/octet-stream",
+    };
+    Attachment {
+        content_type: media
+            .get("mime_type")
+            .and_then(as_string)
+            .unwrap_or_else(|| fallback.into()),
+        url: media.get("url").and_then(as_string),
+        name: media.get("filename").and_then(as_string),
+        size: media.get("file_size").and_then(Value::as_u64),
+        content_id: media.get("id").and_then(as_string),
+        inline: false,
+    }
+}
+
+/// The text an edited message now carries: its body, or its new caption.
+fn text_of(message: &Value) -> Option<String> {
+    let kind = message.get("type").and_then(Value::as_str)?;
+    let body = message.get(kind)?;
+    body.get("body")
+        .or_else(|| body.get("caption"))
+        .and_then(as_string)
+}
+
+fn find_contact<'a>(
+    contacts: Option<&'a Vec<Value>>,
+    from: Option<&str>,
+    from_user_id: Option<&str>,
+) -> Option<&'a Value> {
+    let contacts = contacts?;
+    let matches = |c: &&Value| {
+        let wa = c.get("wa_id").and_then(Value::as_str);
+        let uid = c.get("user_id").and_then(Value::as_str);
+        (from.is_some() && wa == from) || (from_user_id.is_some() && uid == from_user_id)
+    };
+    // A lone contact is the sender even when ids are formatted differently (sandbox numbers).
+    contacts
+        .iter()
+        .find(matches)
+        .or_else(|| (contacts.len() == 1).then(|| &contacts[0]))
+}
+
+fn status_event(s: &Value) -> WebhookEvent {
+    let Some(id) = s.get("id").and_then(as_string) else {
+        return ignored("unknown:status_without_id");
+    };
+    let status = match s.get("status").and_then(Value::as_str) {
+        Some("sent") => PlatformStatus::Sent,
+        Some("delivered") => PlatformStatus::Delivered,
+        Some("read") => PlatformStatus::Read,
+        Some("failed") => PlatformStatus::Failed,
+        // `deleted`, `warning`, `played`, ...: nothing Baton's delivery state tracks.
+        Some(other) => return ignored(&format!("status:{other}")),
+        None => return ignored("unknown:status"),
+    };
+    let error = s
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+        .and_then(|e| e.get("title").or_else(|| e.get("message")))
+        .and_then(as_string);
+    WebhookEvent::Status {
+        external_message_id: id,
+        status,
+        error,
+    }
+}
+
+/// Kinds partly come from the body (unknown keys, types, fields), so they are capped to keep
+/// a hostile body from flooding the log.
+fn ignored(kind: &str) -> WebhookEvent {
+    WebhookEvent::Ignored {
+        kind: kind.chars().take(80).collect(),
+    }
+}
+
+/// A string, or a number written as one (ids and codes arrive both ways in the wild).
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|f: &f64| f.is_finite())
+}
+
+/// WhatsApp sends epoch seconds as a string; Baton keeps milliseconds.
+fn seconds_to_ms(v: &Value) -> Option<i64> {
+    let secs: i64 = match v {
+        Value::String(s) => s.trim().parse().ok()?,
+        Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    secs.checked_mul(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/webhooks/whatsapp"
+    );
+
+    /// Expectation keys that are checked below.
+    const CHECKED: &[&str] = &[
+        "kind",
+        "external_sender_id",
+        "sender_display_name",
+        "external_message_id",
+        "timestamp_raw",
+        "text",
+        "attachments",
+        "reply_to_external_id",
+        "edits_external_id",
+        "status",
+        "errors",
+        "system_type",
+    ];
+    /// Expectation keys Baton's normalized events have no place for, each for a stated reason.
+    const NOT_REPRESENTED: &[&str] = &[
+        // Derived from timestamp_raw, which is checked.
+        "timestamp_utc",
+        // Routing to the business number happens before parsing, from the verified entry.
+        "business_phone_number_id",
+        // The `kind` check covers what the type means for Baton.
+        "wa_type",
+        "type",
+        // Reactions, revokes and echoes are Ignored: their targets have nowhere to go.
+        "reacted_to_external_id",
+        "emoji",
+        "reaction_removed",
+        "deletes_external_id",
+        "to",
+        // Receipts address Baton's message by id; the recipient is implied.
+        "recipient_id",
+        // Prose for humans.
+        "note",
+    ];
+
+    fn opt_str(v: &Value, key: &str) -> Option<Option<String>> {
+        v.get(key).map(|x| x.as_str().map(str::to_owned))
+    }
+
+    fn ignored_kind(e: &WebhookEvent) -> Option<&str> {
+        match e {
+            WebhookEvent::Ignored { kind } => Some(kind),
+            _ => None,
+        }
+    }
+
+    fn disposition_allows(disposition: &str, events: &[WebhookEvent]) -> bool {
+        let all = |f: &dyn Fn(&WebhookEvent) -> bool| !events.is_empty() && events.iter().all(f);
+        match disposition {
+            "inbound_message" => all(&|e| matches!(e, WebhookEvent::Message(_))),
+            "status_update" => all(&|e| matches!(e, WebhookEvent::Status { .. })),
+            "echo_outbound" => all(&|e| ignored_kind(e) == Some("echo")),
+            "reaction" => all(&|e| ignored_kind(e) == Some("reaction")),
+            "delete" => all(&|e| ignored_kind(e) == Some("revoke")),
+            "edit" => all(&|e| matches!(e, WebhookEvent::Edit { .. })),
+            "system" => all(&|e| ignored_kind(e).is_some_and(|k| k.starts_with("system:"))),
+            "ignore" | "unsupported" => all(&|e| ignored_kind(e).is_some()),
+            "mixed" | "mixed_batch" => !events.is_empty(),
+            other => panic!("unknown disposition {other}"),
+        }
+    }
+
+    fn check_event(name: &str, exp: &Value, got: &WebhookEvent) {
+        for key in exp.as_object().expect("event object").keys() {
+            assert!(
+                CHECKED.contains(&key.as_str()) || NOT_REPRESENTED.contains(&key.as_str()),
+                "{name}: expectation key {key:?} is neither checked nor knowingly skipped"
+            );
+        }
+        let kind = exp["kind"].as_str().expect("kind");
+        match kind {
+            "message" => {
+                let WebhookEvent::Message(m) = got else {
+                    panic!("{name}: expected a message, got {got:?}")
+                };
+                if let Some(Some(s)) = opt_str(exp, "external_sender_id") {
+                    assert_eq!(m.external_sender_id, s, "{name}: sender");
+                    if s.bytes().all(|b| b.is_ascii_digit()) {
+                        assert_eq!(m.phone, Some(format!("+{s}")), "{name}: phone");
+                    }
+                }
+                if let Some(s) = opt_str(exp, "sender_display_name") {
+                    assert_eq!(m.sender_name, s, "{name}: sender name");
+                }
+                if let Some(Some(id)) = opt_str(exp, "external_message_id") {
+                    assert_eq!(m.external_message_id, id, "{name}: id");
+                }
+                if let Some(ts) = exp.get("timestamp_raw") {
+                    let secs: i64 = ts.as_str().expect("ts string").parse().expect("ts");
+                    assert_eq!(m.timestamp_ms, Some(secs * 1000), "{name}: timestamp");
+                }
+                if let Some(t) = opt_str(exp, "text") {
+                    assert_eq!(m.text, t, "{name}: text");
+                }
+                assert_eq!(
+                    m.reply_to,
+                    opt_str(exp, "reply_to_external_id").flatten(),
+                    "{name}: reply_to"
+                );
+                let list = exp["attachments"].as_array().expect("attachments");
+                assert_eq!(m.attachments.len(), list.len(), "{name}: attachment count");
+                for (a, e) in m.attachments.iter().zip(list) {
+                    let t = e["type"].as_str().expect("type");
+                    match e.get("mime_type").and_then(Value::as_str) {
+                        Some(mime) => assert_eq!(a.content_type, mime, "{name}"),
+                        None => assert!(a.content_type.starts_with(t), "{name}: {t}"),
+                    }
+                    assert_eq!(
+                        a.url.as_deref(),
+                        e.get("url").and_then(Value::as_str),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        a.content_id.as_deref(),
+                        e.get("id").and_then(Value::as_str),
+                        "{name}: media id"
+                    );
+                }
+            }
+            "edit" => {
+                let WebhookEvent::Edit {
+                    external_message_id,
+                    external_sender_id,
+                    text,
+                } = got
+                else {
+                    panic!("{name}: expected an edit, got {got:?}")
+                };
+                // Edit names the message being changed, not the id of the edit notification.
+                assert_eq!(
+                    Some(external_message_id.as_str()),
+                    exp["edits_external_id"].as_str(),
+                    "{name}"
+                );
+                assert_eq!(
+                    Some(external_sender_id.as_str()),
+                    exp["external_sender_id"].as_str(),
+                    "{name}"
+                );
+                assert_eq!(Some(text.as_str()), exp["text"].as_str(), "{name}");
+            }
+            "status" => {
+                let WebhookEvent::Status {
+                    external_message_id,
+                    status,
+                    error,
+                } = got
+                else {
+                    panic!("{name}: expected a status, got {got:?}")
+                };
+                assert_eq!(
+                    Some(external_message_id.as_str()),
+                    exp["external_message_id"].as_str()
+                );
+                let want = match exp["status"].as_str() {
+                    Some("sent") => PlatformStatus::Sent,
+                    Some("delivered") => PlatformStatus::Delivered,
+                    Some("read") => PlatformStatus::Read,
+                    Some("failed") => PlatformStatus::Failed,
+                    other => panic!("{name}: status {other:?}"),
+                };
+                assert_eq!(*status, want, "{name}");
+                let want_error = exp
+                    .get("errors")
+                    .and_then(Value::as_array)
+                    .and_then(|e| e.first())
+                    .and_then(|e| e["title"].as_str());
+                assert_eq!(error.as_deref(), want_error, "{name}: error");
+            }
+            "reaction" => assert_eq!(ignored_kind(got), Some("reaction"), "{name}"),
+            "delete" => assert_eq!(ignored_kind(got), Some("revoke"), "{name}"),
+            "echo" => assert_eq!(ignored_kind(got), Some("echo"), "{name}"),
+            "unsupported" => {
+                assert!(
+                    ignored_kind(got).is_some_and(|k| k.starts_with("unsupported:")),
+                    "{name}: {got:?}"
+                );
+            }
+            "system" => {
+                let sub = exp["system_type"].as_str().expect("system_type");
+                assert_eq!(
+                    ignored_kind(got),
+                    Some(format!("system:{sub}").as_str()),
+                    "{name}"
+                );
+            }
+            "error" => {
+                let code = exp["errors"][0]["code"].as_i64().expect("code");
+                assert_eq!(
+                    ignored_kind(got),
+                    Some(format!("error:{code}").as_str()),
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: expected kind {other:?} has no mapping in this test"),
+        }
+    }
+
+    #[test]
+    fn every_whatsapp_fixture_parses_as_expected() {
+        let mut names: Vec<String> = std::fs::read_dir(DIR)
+            .expect("fixture dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".expected.json").map(str::to_owned))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 11, "fixture count changed: {names:?}");
+        for name in &names {
+            let body = std::fs::read(format!("{DIR}/{name}.json")).expect("payload");
+            let exp: Value = serde_json::from_slice(
+                &std::fs::read(format!("{DIR}/{name}.expected.json")).unwrap(),
+            )
+            .expect("expected json");
+            let events = parse(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut dispositions = vec![exp["disposition"].as_str().expect("disposition")];
+            if let Some(acc) = exp.get("acceptable_dispositions").and_then(Value::as_array) {
+                dispositions.extend(acc.iter().filter_map(Value::as_str));
+            }
+            assert!(
+                dispositions.iter().any(|d| disposition_allows(d, &events)),
+                "{name}: {events:?} fits none of {dispositions:?}"
+            );
+            let expected = exp["events"].as_array().expect("events");
+            assert_eq!(events.len(), expected.len(), "{name}: {events:?}");
+            for (e, g) in expected.iter().zip(&events) {
+                check_event(name, e, g);
+            }
+        }
+    }
+
+    fn envelope(value: Value) -> Vec<u8> {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [
+            {"field": "messages", "value": value}]}]})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn several_messages_and_statuses_keep_their_order() {
+        let body = envelope(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"profile": {"name": "Ann"}, "wa_id": "15550001"}, {"profile": {"name": "Bob"}, "wa_id": "15550002"}],
+            "messages": [
+                {"from": "15550001", "id": "w1", "timestamp": "10", "type": "text", "text": {"body": "a"}},
+                {"from": "15550002", "id": "w2", "timestamp": "11", "type": "interactive",
+                 "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}}},
+                {"from": "15550001", "id": "w3", "timestamp": "12", "type": "location",
+                 "location": {"latitude": 1.5, "longitude": -2.25, "name": "Office"}}
+            ],
+            "statuses": [{"id": "out1", "status": "read", "timestamp": "13", "recipient_id": "15550001"}]
+        }));
+        let events = parse(&body).unwrap();
+        assert_eq!(events.len(), 4);
+        let WebhookEvent::Message(a) = &events[0] else {
+            panic!()
+        };
+        let WebhookEvent::Message(b) = &events[1] else {
+            panic!()
+        };
+        let WebhookEvent::Message(c) = &events[2] else {
+            panic!()
+        };
+        assert_eq!(
+            (a.external_message_id.as_str(), a.sender_name.as_deref()),
+            ("w1", Some("Ann"))
+        );
+        assert_eq!(a.timestamp_ms, Some(10_000));
+        assert_eq!(
+            (
+                b.sender_name.as_deref(),
+                b.text.as_deref(),
+                b.payload.as_deref()
+            ),
+            (Some("Bob"), Some("Yes"), Some("yes"))
+        );
+        assert_eq!(b.phone.as_deref(), Some("+15550002"));
+        assert_eq!(c.attachments[0].url.as_deref(), Some("geo:1.5,-2.25"));
+        assert_eq!(
+            events[3],
+            WebhookEvent::Status {
+                external_message_id: "out1".into(),
+                status: PlatformStatus::Read,
+                error: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_message_without_from_falls_back_to_from_user_id() {
+        let body = envelope(json!({
+            "contacts": [{"profile": {"name": "Cy"}, "user_id": "US.123"}],
+            "messages": [{"from_user_id": "US.123", "id": "w9", "timestamp": "1", "type": "text", "text": {"body": "hi"}}]
+        }));
+        let events = parse(&body).unwrap();
+        let WebhookEvent::Message(m) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.external_sender_id, "US.123");
+        assert_eq!(m.sender_name.as_deref(), Some("Cy"));
+        assert_eq!(m.phone, None);
+    }
+
+    #[test]
+    fn unknown_message_types_and_fields_are_ignored_not_rejected() {
+        let body = json!({"object": "whatsapp_business_account", "entry": [
+            {"id": "W", "changes": [
+                {"field": "messages", "value": {"messages": [{"from": "1", "id": "x", "timestamp": "1", "type": "hologram"}]}},
+                {"field": "message_template_status_update", "value": {"event": "APPROVED"}}
+            ]},
+            {"id": "W"}
+        ]});
+        assert_eq!(
+            parse(body.to_string().as_bytes()).unwrap(),
+            [
+                ignored("unsupported:hologram"),
+                ignored("unknown:message_template_status_update"),
+                ignored("unknown:entry")
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_json_and_foreign_shapes_are_errors() {
+        assert!(matches!(
+            parse(b"\xff\xfe"),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"{\"object\":"),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(parse(b"42"), Err(WebhookError::Unexpected(_))));
+        assert!(matches!(
+            parse(br#"{"object":"page","entry":[]}"#),
+            Err(WebhookError::Unexpected(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"object":"whatsapp_business_account","entry":{}}"#),
+            Err(WebhookError::Unexpected(_))
+        ));
+    }
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[(self.next() as usize) % xs.len()]
+        }
+    }
+
+    fn random_value(r: &mut Lcg, depth: u32) -> Value {
+        const KEYS: &[&str] = &[
+            "messages",
+            "statuses",
+            "errors",
+            "contacts",
+            "message_echoes",
+            "from",
+            "from_user_id",
+            "id",
+            "timestamp",
+            "type",
+            "text",
+            "body",
+            "image",
+            "document",
+            "caption",
+            "mime_type",
+            "url",
+            "location",
+            "latitude",
+            "longitude",
+            "interactive",
+            "button_reply",
+            "list_reply",
+            "nfm_reply",
+            "button",
+            "payload",
+            "context",
+            "edit",
+            "message",
+            "original_message_id",
+            "system",
+            "status",
+            "code",
+            "title",
+            "profile",
+            "name",
+            "wa_id",
+            "phones",
+            "phone",
+        ];
+        const STRS: &[&str] = &[
+            "text",
+            "image",
+            "edit",
+            "interactive",
+            "location",
+            "contacts",
+            "failed",
+            "read",
+            "",
+            "123",
+            "9999999999999999999999",
+        ];
+        match if depth == 0 {
+            r.next() % 5
+        } else {
+            r.next() % 7
+        } {
+            0 => Value::Null,
+            1 => Value::Bool(r.next().is_multiple_of(2)),
+            2 => json!((r.next() as i64).wrapping_mul(1_000_000_000_000)),
+            3 => json!(r.pick(STRS)),
+            4 => json!(f64::from(r.next() as u32) / 3.0),
+            5 => Value::Array(
+                (0..r.next() % 4)
+                    .map(|_| random_value(r, depth - 1))
+                    .collect(),
+            ),
+            _ => Value::Object(
+                (0..r.next() % 6)
+                    .map(|_| (r.pick(KEYS).to_owned(), random_value(r, depth - 1)))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_and_random_json_never_panic() {
+        let mut r = Lcg(0xbadc0de);
+        for _ in 0..2000 {
+            let len = (r.next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
+            let _ = parse(&bytes);
+        }
+        for i in 0..3000 {
+            let body = if i % 3 == 0 {
+                random_value(&mut r, 5).to_string().into_bytes()
+            } else {
+                let t = r.pick(&[
+                    "text",
+                    "image",
+                    "edit",
+                    "interactive",
+                    "location",
+                    "contacts",
+                    "button",
+                    "system",
+                ]);
+                let inner = random_value(&mut r, 3);
+                envelope(json!({
+                    "contacts": random_value(&mut r, 2),
+                    "messages": [random_value(&mut r, 4), {"from": "1", "id": "x", "timestamp": random_value(&mut r, 0), "type": t, t: inner}],
+                    "statuses": [random_value(&mut r, 3)]
+                }))
+            };
+            let _ = parse(&body);
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Platform webhooks through the real gateway: signatures checked before anything is parsed,
+//! every customer message of a delivery stored in order, replays stored once, everything else
+//! acknowledged without storing.
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app_with};
+
+const META_SECRET: &str = "test-meta-app-secret";
+const VERIFY: &str = "test-verify-token";
+const TG_SECRET: &str = "test-telegram-secret";
+const TWILIO_TOKEN: &str = "test-twilio-auth-token";
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/webhooks/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn meta_signature(body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(META_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn spawn() -> TestApp {
+    spawn_app_with(|s| {
+        s.meta_app_secret = Some(META_SECRET.to_owned().into());
+        s.meta_verify_token = Some(VERIFY.to_owned().into());
+        s.telegram_secret_token = Some(TG_SECRET.to_owned().into());
+        s.twilio_auth_token = Some(TWILIO_TOKEN.to_owned().into());
+        s.public_url = Some("https://support.example.com".into());
+    })
+    .await
+}
+
+impl TestApp {
+    async fn post_signed(
+        &self,
+        path: &str,
+        body: &[u8],
+        header: Option<(&str, String)>,
+    ) -> reqwest::Response {
+        let mut r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some((name, value)) = header {
+            r = r.header(name, value);
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn conversations_on(&self, channel: &str) -> Vec<Value> {
+        let (_, list) = self
+            .get_json(
+                &format!("/api/v1/conversations?channel={channel}"),
+                ADMIN_TOKEN,
+            )
+            .await;
+        list["conversations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn inbound_texts(&self, channel: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        for c in self.conversations_on(channel).await {
+            let full = self.conversation(c["id"].as_str().unwrap()).await;
+            for m in full["messages"].as_array().unwrap() {
+                if m["direction"] == "in" {
+                    texts.push(m["text"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        texts
+    }
+}
+
+#[tokio::test]
+async fn the_meta_handshake_echoes_the_challenge_only_for_the_right_token() {
+    let app = spawn().await;
+    let ok = app
+        .client
+        .get(app.url(&format!(
+            "/webhooks/meta?hub.mode=subscribe&hub.verify_token={VERIFY}&hub.challenge=1158201444"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let bad = app
+        .client
+        .get(app.url("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 403);
+}
+
+#[tokio::test]
+async fn a_signed_messenger_message_is_stored_once_however_often_it_is_delivered() {
+    let app = spawn().await;
+    let body = fixture("messenger/m4j_quick_reply.json");
+    for _ in 0..3 {
+        let r = app
+            .post_signed(
+                "/webhooks/meta",
+                &body,
+                Some(("x-hub-signature-256", meta_signature(&body))),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    app.pipeline_idle().await;
+    assert_eq!(app.inbound_texts("messenger").await, ["hello, world!"]);
+    let c = app.conversations_on("messenger").await;
+    let full = app.conversation(c[0]["id"].as_str().unwrap()).await;
+    let ids: Vec<&Value> = full["customer"]["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert!(ids.iter().any(|i| i["value"] == "USER_ID"), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_bad_or_missing_signature_is_refused_and_stores_nothing() {
+    let app = spawn().await;
+    let body = fixture("messenger/m4j_quick_reply.json");
+    let missing = app.post_signed("/webhooks/meta", &body, None).await;
+    assert_eq!(missing.status(), 401);
+    let wrong = app
+        .post_signed(
+            "/webhooks/meta",
+            &body,
+            Some(("x-hub-signature-256", meta_signature(b"other body"))),
+        )
+        .await;
+    assert_eq!(wrong.status(), 403);
+    let garbage = app
+        .post_signed(
+            "/webhooks/whatsapp",
+            &body,
+            Some(("x-hub-signature-256", "sha256=zz".into())),
+        )
+        .await;
+    assert_eq!(garbage.status(), 403);
+    let tg = app
+        .post_signed(
+            "/webhooks/telegram",
+            &fixture("telegram/doc_message_text.json"),
+            Some(("x-telegram-bot-api-secret-token", "wrong".into())),
+        )
+        .await;
+    assert_eq!(tg.status(), 403);
+    let body: Value = tg.json().await.unwrap();
+    assert!(body["error"]["message"].is_string());
+    assert!(app.conversations_on("messenger").await.is_empty());
+    assert!(app.conversations_on("telegram").await.is_empty());
+}
+
+#[tokio::test]
+async fn reads_echoes_and_unknown_events_are_acknowledged_without_storing() {
+    let app = spawn().await;
+    for f in [
+        "messenger/m4j_read.json",
+        "messenger/m4j_echo_text.json",
+        "messenger/m4j_delivered_with_mids.json",
+    ] {
+        let body = fixture(f);
+        let r = app
+            .post_signed(
+                "/webhooks/meta",
+                &body,
+                Some(("x-hub-signature-256", meta_signature(&body))),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{f}");
+    }
+    let unknown = br#"{"object":"page","entry":[{"id":"1","time":1,"messaging":[{"sender":{"id":"9"},"recipient":{"id":"1"},"timestamp":1,"brand_new_event":{"x":1}}]}]}"#;
+    let r = app
+        .post_signed(
+            "/webhooks/meta",
+            unknown,
+            Some(("x-hub-signature-256", meta_signature(unknown))),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(app.conversations_on("messenger").await.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_bodies_with_valid_signatures_get_400_and_store_nothing() {
+    let app = spawn().await;
+    for body in [&b"{not json"[..], b"[]", b"\"a string\""] {
+        let r = app
+            .post_signed(
+                "/webhooks/whatsapp",
+                body,
+                Some(("x-hub-signature-256", meta_signature(body))),
+            )
+            .await;
+        assert_eq!(r.status(), 400, "{}", String::from_utf8_lossy(body));
+    }
+    let r = app
+        .post_signed(
+            "/webhooks/telegram",
+            b"{oops",
+            Some(("x-telegram-bot-api-secret-token", TG_SECRET.into())),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(app.conversations_on("whats_app").await.is_empty());
+}
+
+#[tokio::test]
+async fn every_message_of_a_whatsapp_delivery_is_stored_in_order_and_statuses_store_nothing() {
+    let app = spawn().await;
+    let body = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "123"},
+            "contacts": [{"profile": {"name": "Wanda"}, "wa_id": "4915112345678"}],
+            "messages": [
+                {"from": "4915112345678", "id": "wamid.A", "timestamp": "1732440000", "type": "text", "text": {"body": "first"}},
+                {"from": "4915112345678", "id": "wamid.B", "timestamp": "1732440001", "type": "text", "text": {"body": "second"}},
+                {"from": "4915112345678", "id": "wamid.C", "timestamp": "1732440002", "type": "text", "text": {"body": "third"}}
+            ],
+            "statuses": [{"id": "wamid.OURS", "status": "delivered", "timestamp": "1732440003", "recipient_id": "4915112345678"}]
+        }}]}]
+    }))
+    .unwrap();
+    let r = app
+        .post_signed(
+            "/webhooks/whatsapp",
+            &body,
+            Some(("x-hub-signature-256", meta_signature(&body))),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.inbound_texts("whats_app").await,
+        ["first", "second", "third"]
+    );
+    let c = app.conversations_on("whats_app").await;
+    let full = app.conversation(c[0]["id"].as_str().unwrap()).await;
+    assert_eq!(full["customer"]["display_name"], "Wanda");
+    let identities = full["customer"]["identities"].to_string();
+    assert!(
+        identities.contains("+4915112345678"),
+        "the phone links channels: {identities}"
+    );
+}
+
+#[tokio::test]
+async fn telegram_updates_need_the_secret_token_and_edits_store_no_new_message() {
+    let app = spawn().await;
+    let body = fixture("telegram/doc_message_text.json");
+    let r = app
+        .post_signed(
+            "/webhooks/telegram",
+            &body,
+            Some(("x-telegram-bot-api-secret-token", TG_SECRET.into())),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let missing = app.post_signed("/webhooks/telegram", &body, None).await;
+    assert_eq!(missing.status(), 401);
+    let edit = fixture("telegram/doc_edited_message.json");
+    let r = app
+        .post_signed(
+            "/webhooks/telegram",
+            &edit,
+            Some(("x-telegram-bot-api-secret-token", TG_SECRET.into())),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.inbound_texts("telegram").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_twilio_sms_is_verified_against_the_public_url_and_answered_with_empty_twiml() {
+    let app = spawn().await;
+    let params = [
+        ("AccountSid", "AC123"),
+        ("Body", "Hello + goodbye"),
+        ("From", "+14155550100"),
+        ("MessageSid", "SM0001"),
+        ("NumMedia", "0"),
+        ("To", "+14155550199"),
+    ];
+    let form: String = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B").replace(' ', "+")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut signed = "https://support.example.com/webhooks/twilio/sms".to_owned();
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    for (k, v) in sorted {
+        signed.push_str(k);
+        signed.push_str(v);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let post = |sig: String| {
+        app.client
+            .post(app.url("/webhooks/twilio/sms"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", sig)
+            .body(form.clone())
+            .send()
+    };
+    let bad = post("AAAA".into()).await.unwrap();
+    assert_eq!(bad.status(), 403);
+    let ok = post(sig).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.unwrap().contains("<Response></Response>"));
+    assert_eq!(app.inbound_texts("sms").await, ["Hello + goodbye"]);
+}
