@@ -16,7 +16,7 @@ impl Connector for ApiConnector {
         ChannelKind::Api
     }
 
-    async fn send(&self, _delivery: &Delivery) -> Result<(), SendError> {
-        Ok(())
+    async fn send(&self, _delivery: &Delivery) -> Result<Option<String>, SendError> {
+        Ok(None)
     }
 }

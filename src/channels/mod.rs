@@ -42,8 +42,9 @@ pub trait Connector: Send + Sync + 'static {
     /// The channel this connector serves.
     fn kind(&self) -> ChannelKind;
 
-    /// Sends one stored outbound message to the customer.
-    async fn send(&self, delivery: &Delivery) -> Result<(), SendError>;
+    /// Sends one stored outbound message to the customer. Returns the platform's id for the
+    /// sent message, when it gives one, so its delivery receipts can find it.
+    async fn send(&self, delivery: &Delivery) -> Result<Option<String>, SendError>;
 }
 
 /// The connectors available, by channel.
@@ -114,7 +115,7 @@ impl Dispatcher {
             ));
         };
         match connector.send(delivery).await {
-            Ok(()) => DeliveryOutcome::Sent,
+            Ok(external_id) => DeliveryOutcome::Sent(external_id),
             Err(SendError::Permanent(why)) => DeliveryOutcome::Failed(why),
             Err(SendError::Retryable(why)) if delivery.attempts + 1 >= MAX_DELIVERY_ATTEMPTS => {
                 DeliveryOutcome::Failed(format!(

@@ -57,8 +57,8 @@ impl Connector for WebChatConnector {
         ChannelKind::WebChat
     }
 
-    async fn send(&self, delivery: &Delivery) -> Result<(), SendError> {
+    async fn send(&self, delivery: &Delivery) -> Result<Option<String>, SendError> {
         self.hub.publish(&delivery.message);
-        Ok(())
+        Ok(None)
     }
 }

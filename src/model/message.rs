@@ -41,6 +41,8 @@ pub enum DeliveryStatus {
     Sent,
     /// The channel confirmed delivery.
     Delivered,
+    /// The customer has seen it (platforms that report reads).
+    Read,
     /// Gave up; the reason is stored with the message.
     Failed,
 }
@@ -83,6 +85,7 @@ str_enum!(DeliveryStatus, "delivery status", {
     DeliveryStatus::Pending => "pending",
     DeliveryStatus::Sent => "sent",
     DeliveryStatus::Delivered => "delivered",
+    DeliveryStatus::Read => "read",
     DeliveryStatus::Failed => "failed",
 });
 

@@ -247,8 +247,8 @@ pub struct Delivery {
 /// The outcome of one delivery attempt.
 #[derive(Debug, Clone)]
 pub enum DeliveryOutcome {
-    /// The channel took it.
-    Sent,
+    /// The channel took it (with the platform's id for it, if it gave one).
+    Sent(Option<String>),
     /// Try again at the given time.
     RetryAt(Timestamp, String),
     /// Give up.

@@ -88,7 +88,7 @@ impl Connector for EmailConnector {
         ChannelKind::Email
     }
 
-    async fn send(&self, delivery: &Delivery) -> Result<(), SendError> {
+    async fn send(&self, delivery: &Delivery) -> Result<Option<String>, SendError> {
         let message = &delivery.message;
         let thread = self
             .store
@@ -112,7 +112,7 @@ impl Connector for EmailConnector {
         )
         .map_err(|e| SendError::Permanent(format!("cannot build the mail: {e}")))?;
         match self.transport.send(mail).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Some(message_id)),
             Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
             Err(e) => Err(SendError::Retryable(e.to_string())),
         }

@@ -1030,12 +1030,12 @@ impl Store for SqliteStore {
         let rows: Vec<serde_json::Value> = outcomes
             .into_iter()
             .map(|(id, outcome)| {
-                let (status, next, error) = match outcome {
-                    DeliveryOutcome::Sent => (DeliveryStatus::Sent, None, None),
-                    DeliveryOutcome::RetryAt(at, e) => (DeliveryStatus::Pending, Some(at.as_millis()), Some(e)),
-                    DeliveryOutcome::Failed(e) => (DeliveryStatus::Failed, None, Some(e)),
+                let (status, next, error, external) = match outcome {
+                    DeliveryOutcome::Sent(external) => (DeliveryStatus::Sent, None, None, external),
+                    DeliveryOutcome::RetryAt(at, e) => (DeliveryStatus::Pending, Some(at.as_millis()), Some(e), None),
+                    DeliveryOutcome::Failed(e) => (DeliveryStatus::Failed, None, Some(e), None),
                 };
-                serde_json::json!({"id": id, "status": status.as_str(), "next": next, "error": error})
+                serde_json::json!({"id": id, "status": status.as_str(), "next": next, "error": error, "external": external})
             })
             .collect();
         let rows = serde_json::Value::Array(rows).to_string();
@@ -1044,11 +1044,13 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 sqlx::query(
                     "WITH o AS (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.status') AS status,
-                                       json_extract(value, '$.next') AS next, json_extract(value, '$.error') AS error
+                                       json_extract(value, '$.next') AS next, json_extract(value, '$.error') AS error,
+                                       json_extract(value, '$.external') AS external
                                 FROM json_each(?1))
                      UPDATE messages SET delivery_status = (SELECT status FROM o WHERE o.id = messages.id),
                                          next_attempt_at = (SELECT next FROM o WHERE o.id = messages.id),
                                          delivery_error = (SELECT error FROM o WHERE o.id = messages.id),
+                                         external_id = coalesce((SELECT external FROM o WHERE o.id = messages.id), external_id),
                                          attempts = attempts + 1
                      WHERE messages.id IN (SELECT id FROM o) AND messages.delivery_status = 'pending'",
                 )
