@@ -446,6 +446,26 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
     ) -> Result<ChannelRecipient, StoreError>;
 
+    /// A platform's receipt for a message Baton sent: moves its delivery state forward (sent,
+    /// delivered, read; failed from any of them). Returns whether a message matched.
+    async fn apply_receipt(
+        &self,
+        channel: ChannelKind,
+        external_id: &str,
+        status: DeliveryStatus,
+        error: Option<String>,
+    ) -> Result<bool, StoreError>;
+
+    /// A customer edited a message: the new text replaces the stored one, which is kept in the
+    /// edit history. Only the author's own message changes. Returns whether one did.
+    async fn edit_inbound(
+        &self,
+        channel: ChannelKind,
+        external_id: &str,
+        sender: &Identity,
+        text: MessageText,
+    ) -> Result<bool, StoreError>;
+
     // --- email ---
 
     /// Threads an inbound email into its conversation (strongest signal first; a new

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::channels::webhook::{WebhookError, WebhookEvent};
+use crate::channels::webhook::{PlatformStatus, WebhookError, WebhookEvent};
 use crate::channels::{meta, signature, telegram, twilio, whatsapp};
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, DeliveryStatus, Identity, MessageText};
 use crate::services::Services;
 
 /// Registers the webhook routes.
@@ -235,16 +235,38 @@ async fn store_events(
             },
             WebhookEvent::Edit {
                 external_message_id,
-                ..
+                external_sender_id,
+                text,
             } => {
-                tracing::info!(%channel, external_message_id, "message edit received (not applied yet)");
+                let (Ok(sender), Ok(text)) = (
+                    Identity::channel(channel, &external_sender_id),
+                    MessageText::parse(text.trim()),
+                ) else {
+                    tracing::warn!(%channel, external_message_id, "skipping an edit that does not fit the model");
+                    continue;
+                };
+                let applied = services
+                    .store
+                    .edit_inbound(channel, &external_message_id, &sender, text)
+                    .await?;
+                tracing::debug!(%channel, external_message_id, applied, "message edit");
             }
             WebhookEvent::Status {
                 external_message_id,
                 status,
-                ..
+                error,
             } => {
-                tracing::info!(%channel, external_message_id, ?status, "delivery receipt received");
+                let status = match status {
+                    PlatformStatus::Sent => DeliveryStatus::Sent,
+                    PlatformStatus::Delivered => DeliveryStatus::Delivered,
+                    PlatformStatus::Read => DeliveryStatus::Read,
+                    PlatformStatus::Failed => DeliveryStatus::Failed,
+                };
+                let matched = services
+                    .store
+                    .apply_receipt(channel, &external_message_id, status, error)
+                    .await?;
+                tracing::debug!(%channel, external_message_id, ?status, matched, "delivery receipt");
             }
             WebhookEvent::Ignored { kind } => {
                 tracing::debug!(%channel, kind, "webhook event acknowledged and ignored");

@@ -328,3 +328,23 @@ async fn a_twilio_sms_is_verified_against_the_public_url_and_answered_with_empty
     assert!(ok.text().await.unwrap().contains("<Response></Response>"));
     assert_eq!(app.inbound_texts("sms").await, ["Hello + goodbye"]);
 }
+
+#[tokio::test]
+async fn an_edited_telegram_message_updates_the_stored_text() {
+    let app = spawn().await;
+    let from = json!({"id": 4242, "is_bot": false, "first_name": "Tess"});
+    let chat = json!({"id": 4242, "type": "private", "first_name": "Tess"});
+    let message = json!({"update_id": 1, "message": {"message_id": 7, "from": from, "chat": chat, "date": 1732440000, "text": "my oder is late"}});
+    let edit = json!({"update_id": 2, "edited_message": {"message_id": 7, "from": from, "chat": chat, "date": 1732440000, "edit_date": 1732440060, "text": "my order is late"}});
+    for update in [&message, &edit, &edit] {
+        let r = app
+            .post_signed(
+                "/webhooks/telegram",
+                &serde_json::to_vec(update).unwrap(),
+                Some(("x-telegram-bot-api-secret-token", TG_SECRET.into())),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(app.inbound_texts("telegram").await, ["my order is late"]);
+}

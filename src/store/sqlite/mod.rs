@@ -1497,6 +1497,89 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn apply_receipt(
+        &self,
+        channel: ChannelKind,
+        external_id: &str,
+        status: DeliveryStatus,
+        error: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let external_id = external_id.to_owned();
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                // Receipts arrive out of order (read before delivered): never move backwards.
+                let new_rank = match status {
+                    DeliveryStatus::Sent => 1,
+                    DeliveryStatus::Delivered => 2,
+                    DeliveryStatus::Read => 3,
+                    _ => 4,
+                };
+                let done = sqlx::query(
+                    "UPDATE messages SET delivery_status = ?1, delivery_error = coalesce(?2, delivery_error)
+                     WHERE channel = ?3 AND external_id = ?4 AND direction = 'out'
+                       AND CASE delivery_status WHEN 'pending' THEN 0 WHEN 'sent' THEN 1
+                           WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 4 END < ?5",
+                )
+                .bind(status.as_str())
+                .bind(error)
+                .bind(channel.as_str())
+                .bind(&external_id)
+                .bind(new_rank)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                Ok(done > 0)
+            })
+        })
+        .await
+    }
+
+    async fn edit_inbound(
+        &self,
+        channel: ChannelKind,
+        external_id: &str,
+        sender: &Identity,
+        text: MessageText,
+    ) -> Result<bool, StoreError> {
+        let (external_id, sender) = (external_id.to_owned(), sender.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now = Timestamp::now();
+                let row = sqlx::query(
+                    "SELECT m.id, m.text FROM messages m
+                     JOIN conversations c ON c.id = m.conversation_id
+                     JOIN identities i ON i.customer_id = c.customer_id AND i.kind = ?3 AND i.value = ?4
+                     WHERE m.channel = ?1 AND m.external_id = ?2 AND m.direction = 'in'",
+                )
+                .bind(channel.as_str())
+                .bind(&external_id)
+                .bind(sender.kind.as_str())
+                .bind(&sender.value)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Ok(false) };
+                let id: String = row.try_get("id")?;
+                let old: String = row.try_get("text")?;
+                if old == text.as_str() {
+                    return Ok(false);
+                }
+                sqlx::query("INSERT INTO message_edits (message_id, old_text, edited_at) VALUES (?, ?, ?)")
+                    .bind(&id)
+                    .bind(&old)
+                    .bind(now.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE messages SET text = ? WHERE id = ?")
+                    .bind(text.as_str())
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     async fn ingest_email(&self, email: InboundEmail) -> Result<EmailReceipt, StoreError> {
         let token = crate::channels::email::thread::new_reply_token();
         self.write(move |tx| {
@@ -1846,6 +1929,98 @@ mod tests {
             )
             .await,
             18
+        );
+    }
+
+    #[tokio::test]
+    async fn receipts_move_a_sent_message_forward_and_never_back() {
+        let (_dir, store) = open().await;
+        let mut m = inbound("wa-1", "wamid.IN", "hello");
+        m.channel = ChannelKind::WhatsApp;
+        m.sender.identity = Identity::channel(ChannelKind::WhatsApp, "4915112345678").unwrap();
+        let receipt = store.ingest(m).await.unwrap();
+        let conversation = store.conversation(receipt.conversation_id).await.unwrap();
+        let reply = OutboundMessage {
+            author_kind: AuthorKind::Bot,
+            agent_id: None,
+            text: MessageText::parse("hi").unwrap(),
+            html: None,
+        };
+        let stored = store
+            .complete_inbound(&conversation, receipt.message_id, vec![reply])
+            .await
+            .unwrap();
+        assert_eq!(stored[0].delivery_status, DeliveryStatus::Pending);
+        store
+            .record_deliveries(vec![(
+                stored[0].id,
+                DeliveryOutcome::Sent(Some("wamid.OUT".into())),
+            )])
+            .await
+            .unwrap();
+        for (receipt, expect, changed) in [
+            (DeliveryStatus::Read, DeliveryStatus::Read, true),
+            (DeliveryStatus::Delivered, DeliveryStatus::Read, false),
+            (DeliveryStatus::Failed, DeliveryStatus::Failed, true),
+        ] {
+            let matched = store
+                .apply_receipt(
+                    ChannelKind::WhatsApp,
+                    "wamid.OUT",
+                    receipt,
+                    Some("boom".into()),
+                )
+                .await
+                .unwrap();
+            assert_eq!(matched, changed, "{receipt:?}");
+            assert_eq!(
+                store.message(stored[0].id).await.unwrap().delivery_status,
+                expect
+            );
+        }
+        assert!(
+            !store
+                .apply_receipt(
+                    ChannelKind::WhatsApp,
+                    "wamid.UNKNOWN",
+                    DeliveryStatus::Read,
+                    None
+                )
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_edit_changes_only_the_authors_message_and_keeps_the_old_text() {
+        let (_dir, store) = open().await;
+        let receipt = store.ingest(inbound("ed", "m-1", "helo")).await.unwrap();
+        let author = Identity::channel(ChannelKind::Api, "ed").unwrap();
+        let stranger = Identity::channel(ChannelKind::Api, "someone-else").unwrap();
+        let text = |t: &str| MessageText::parse(t).unwrap();
+        assert!(
+            !store
+                .edit_inbound(ChannelKind::Api, "m-1", &stranger, text("hacked"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .edit_inbound(ChannelKind::Api, "m-1", &author, text("hello"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.message(receipt.message_id).await.unwrap().text,
+            "hello"
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM message_edits WHERE old_text = 'helo'"
+            )
+            .await,
+            1
         );
     }
 }
