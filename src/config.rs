@@ -91,6 +91,8 @@ pub struct Settings {
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token: verifies X-Twilio-Signature and authenticates sends.
     pub twilio_auth_token: Option<SecretString>,
+    /// The Twilio number SMS replies are sent from (E.164).
+    pub twilio_from: Option<String>,
     /// Graph API base URL (tests point it at a local stand-in).
     pub meta_graph_url: String,
     /// Telegram Bot API base URL.
@@ -141,6 +143,7 @@ impl Default for Settings {
             telegram_secret_token: None,
             twilio_account_sid: None,
             twilio_auth_token: None,
+            twilio_from: None,
             meta_graph_url: "https://graph.facebook.com/v21.0".into(),
             telegram_api_url: "https://api.telegram.org".into(),
             twilio_api_url: "https://api.twilio.com".into(),
