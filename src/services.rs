@@ -121,6 +121,7 @@ impl Services {
         let mut channels = Channels::default();
         channels.register(Arc::new(ApiConnector));
         channels.register(Arc::new(WebChatConnector::new(hub.clone())));
+        register_platforms(&mut channels, &store, &settings)?;
         if let (Some(url), Some(support)) = (&settings.smtp_url, &support) {
             channels.register(Arc::new(EmailConnector::new(
                 store.clone(),
@@ -211,6 +212,62 @@ impl Services {
         }
         self.sqlite.close().await;
     }
+}
+
+/// The messaging platforms' connectors, each when its credentials are configured.
+fn register_platforms(
+    channels: &mut Channels,
+    store: &SharedStore,
+    s: &Settings,
+) -> anyhow::Result<()> {
+    use crate::channels::{meta::MetaConnector, telegram::TelegramConnector};
+    use crate::channels::{twilio::TwilioConnector, whatsapp::WhatsAppConnector};
+    use crate::model::ChannelKind;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("cannot build the HTTP client")?;
+    if let Some(token) = &s.meta_page_token {
+        for kind in [ChannelKind::Messenger, ChannelKind::Instagram] {
+            channels.register(Arc::new(MetaConnector::new(
+                kind,
+                store.clone(),
+                http.clone(),
+                s.meta_graph_url.clone(),
+                token.clone(),
+            )));
+        }
+    }
+    if let (Some(token), Some(phone)) = (&s.whatsapp_token, &s.whatsapp_phone_number_id) {
+        channels.register(Arc::new(WhatsAppConnector::new(
+            store.clone(),
+            http.clone(),
+            s.meta_graph_url.clone(),
+            token.clone(),
+            phone.clone(),
+        )));
+    }
+    if let Some(token) = &s.telegram_bot_token {
+        channels.register(Arc::new(TelegramConnector::new(
+            store.clone(),
+            http.clone(),
+            s.telegram_api_url.clone(),
+            token.clone(),
+        )));
+    }
+    if let (Some(sid), Some(token), Some(from)) =
+        (&s.twilio_account_sid, &s.twilio_auth_token, &s.twilio_from)
+    {
+        channels.register(Arc::new(TwilioConnector::new(
+            store.clone(),
+            http,
+            s.twilio_api_url.clone(),
+            sid.clone(),
+            token.clone(),
+            from.clone(),
+        )));
+    }
+    Ok(())
 }
 
 async fn ensure_admin_token(store: &SharedStore, settings: &Settings) -> anyhow::Result<()> {

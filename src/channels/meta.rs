@@ -326,6 +326,441 @@ fn as_i64(v: &Value) -> Option<i64> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Outbound: the Messenger / Instagram connector, and the HTTP plumbing the platform connectors
+// (WhatsApp, Telegram, Twilio) share.
+// ---------------------------------------------------------------------------------------------
+
+/// How long one send may take before it counts as a (retryable) failure.
+pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The customer-service window of Meta's platforms: replies of any kind within 24 hours of the
+/// customer's last message.
+pub const STANDARD_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Messenger's and Instagram's `HUMAN_AGENT` tag: a person may answer up to 7 days after the
+/// customer's last message.
+pub const HUMAN_AGENT_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Whether `now` is within `window` of the customer's last message. No message at all is
+/// outside every window. A `last` in the future (clock skew) counts as within.
+pub fn within_window(
+    last: Option<crate::model::Timestamp>,
+    now: crate::model::Timestamp,
+    window: std::time::Duration,
+) -> bool {
+    match last {
+        Some(last) => now.millis_since(last) <= window.as_millis() as i64,
+        None => false,
+    }
+}
+
+/// A store failure while preparing a send: missing or broken data is permanent, an
+/// unavailable database is worth retrying.
+pub(crate) fn store_failure(e: crate::store::StoreError) -> crate::channels::SendError {
+    use crate::channels::SendError;
+    use crate::store::StoreError;
+    match e {
+        StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => {
+            SendError::Permanent(e.to_string())
+        }
+        other => SendError::Retryable(other.to_string()),
+    }
+}
+
+/// `text` with `secret` masked (no-op for an empty secret).
+pub(crate) fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(secret, "***")
+    }
+}
+
+/// The first 200 characters of a response body, for error messages.
+pub(crate) fn excerpt(body: &str) -> String {
+    let body = body.trim();
+    match body.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &body[..i]),
+        None => body.to_owned(),
+    }
+}
+
+/// Turns the outcome of a platform API call into its JSON body (2xx) or a [`SendError`]:
+/// network errors, timeouts, 5xx and 429 are retryable; other statuses are permanent and
+/// carry the platform's own error message (`error_message` reads it from the JSON body).
+/// `secret` is masked in every message (and reqwest's errors are stripped of their URL).
+pub(crate) async fn read_answer(
+    platform: &str,
+    result: Result<reqwest::Response, reqwest::Error>,
+    secret: &str,
+    error_message: fn(&Value) -> Option<String>,
+) -> Result<Value, crate::channels::SendError> {
+    use crate::channels::SendError;
+    let response = result.map_err(|e| {
+        let what = if e.is_timeout() {
+            "timed out"
+        } else {
+            "unreachable"
+        };
+        SendError::Retryable(redact(
+            &format!("{platform} {what}: {}", error_chain(&e.without_url())),
+            secret,
+        ))
+    })?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| {
+        SendError::Retryable(redact(
+            &format!("{platform}: reading the answer failed: {}", e.without_url()),
+            secret,
+        ))
+    })?;
+    let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(json);
+    }
+    let short = redact(&excerpt(&body), secret);
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(SendError::Retryable(format!(
+            "{platform} answered {status}: {short}"
+        )));
+    }
+    if status.is_client_error() {
+        let reason = error_message(&json)
+            .map(|m| redact(&m, secret))
+            .unwrap_or(short);
+        return Err(SendError::Permanent(format!(
+            "{platform} refused the message ({status}): {reason}"
+        )));
+    }
+    Err(SendError::Retryable(format!(
+        "{platform} answered {status}: {short}"
+    )))
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The message of a Graph API error: `{"error": {"message": ...}}`.
+pub(crate) fn graph_error_message(body: &Value) -> Option<String> {
+    let error = body.get("error")?;
+    let message = error.get("message")?.as_str()?;
+    Some(match error.get("code").and_then(Value::as_i64) {
+        Some(code) => format!("{message} (code {code})"),
+        None => message.to_owned(),
+    })
+}
+
+/// The Messenger and Instagram connector: sends through the Send API (`POST {base}/me/messages`
+/// with the page access token). One value per channel: construct it with
+/// [`ChannelKind::Messenger`](crate::model::ChannelKind::Messenger) or
+/// [`ChannelKind::Instagram`](crate::model::ChannelKind::Instagram).
+///
+/// Within 24 hours of the customer's last message any reply goes out as a `RESPONSE`; after
+/// that, only an agent's reply may go, with the `HUMAN_AGENT` tag, up to 7 days. Anything
+/// later is refused without calling Meta.
+///
+/// Text only for now: attachments of the message are not sent.
+pub struct MetaConnector {
+    kind: crate::model::ChannelKind,
+    store: crate::store::SharedStore,
+    http: reqwest::Client,
+    base_url: String,
+    page_token: secrecy::SecretString,
+}
+
+impl MetaConnector {
+    /// A connector for `kind` (Messenger or Instagram) calling the Graph API at `base_url`
+    /// (e.g. `https://graph.facebook.com/v21.0`) with the page access token.
+    pub fn new(
+        kind: crate::model::ChannelKind,
+        store: crate::store::SharedStore,
+        http: reqwest::Client,
+        base_url: String,
+        page_token: secrecy::SecretString,
+    ) -> Self {
+        Self {
+            kind,
+            store,
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            page_token,
+        }
+    }
+}
+
+/// How a Messenger/Instagram reply may go out, by the time since the customer last wrote:
+/// `Ok(None)` as a plain `RESPONSE`, `Ok(Some("HUMAN_AGENT"))` tagged, `Err` not at all.
+pub fn messaging_tag(
+    last_inbound: Option<crate::model::Timestamp>,
+    now: crate::model::Timestamp,
+    author: crate::model::AuthorKind,
+) -> Result<Option<&'static str>, String> {
+    if within_window(last_inbound, now, STANDARD_WINDOW) {
+        return Ok(None);
+    }
+    if last_inbound.is_none() {
+        return Err(
+            "the customer has not written on this channel yet: Meta only allows replies to customers who wrote first".into(),
+        );
+    }
+    if author != crate::model::AuthorKind::Agent {
+        return Err("outside the 24-hour window: only a human agent may still reply (HUMAN_AGENT tag, up to 7 days)".into());
+    }
+    if within_window(last_inbound, now, HUMAN_AGENT_WINDOW) {
+        return Ok(Some("HUMAN_AGENT"));
+    }
+    Err("outside the 7-day human-agent window: the customer must write first".into())
+}
+
+#[async_trait::async_trait]
+impl crate::channels::Connector for MetaConnector {
+    fn kind(&self) -> crate::model::ChannelKind {
+        self.kind
+    }
+
+    async fn send(
+        &self,
+        delivery: &crate::store::Delivery,
+    ) -> Result<Option<String>, crate::channels::SendError> {
+        use secrecy::ExposeSecret;
+        let message = &delivery.message;
+        let recipient = self
+            .store
+            .channel_recipient(message.conversation_id)
+            .await
+            .map_err(store_failure)?;
+        let tag = messaging_tag(
+            recipient.last_inbound_at,
+            crate::model::Timestamp::now(),
+            message.author_kind,
+        )
+        .map_err(crate::channels::SendError::Permanent)?;
+        let mut body = serde_json::json!({
+            "recipient": {"id": recipient.external_id},
+            "message": {"text": message.text},
+        });
+        match tag {
+            Some(tag) => {
+                body["messaging_type"] = "MESSAGE_TAG".into();
+                body["tag"] = tag.into();
+            }
+            None => body["messaging_type"] = "RESPONSE".into(),
+        }
+        let token = self.page_token.expose_secret();
+        let result = self
+            .http
+            .post(format!("{}/me/messages", self.base_url))
+            .bearer_auth(token)
+            .timeout(SEND_TIMEOUT)
+            .json(&body)
+            .send()
+            .await;
+        let platform = match self.kind {
+            crate::model::ChannelKind::Instagram => "Instagram",
+            _ => "Messenger",
+        };
+        let answer = read_answer(platform, result, token, graph_error_message).await?;
+        Ok(answer
+            .get("message_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+}
+
+/// A stand-in HTTP server for connector tests: answers every request with one canned status
+/// and body, and records what it got.
+#[cfg(test)]
+pub(crate) mod stand_in {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// One request as received.
+    #[derive(Debug, Clone)]
+    pub struct Request {
+        pub method: String,
+        pub path: String,
+        /// Header names lower-cased.
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+    }
+
+    impl Request {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_str(&self.body).expect("a JSON body")
+        }
+    }
+
+    /// The running server: its base URL and the requests it got.
+    pub struct StandIn {
+        pub url: String,
+        pub requests: Arc<Mutex<Vec<Request>>>,
+    }
+
+    impl StandIn {
+        pub fn requests(&self) -> Vec<Request> {
+            self.requests.lock().unwrap().clone()
+        }
+    }
+
+    /// Starts a server on 127.0.0.1 answering `status` with the JSON `body`.
+    pub async fn start(status: u16, body: &str) -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let body = body.to_owned();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, content_length) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break (None, 0);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                        let len = head
+                            .lines()
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                            .and_then(|(_, v)| v.trim().parse().ok())
+                            .unwrap_or(0usize);
+                        break (Some(i + 4), len);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                while buf.len() < head_end + content_length {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end - 4]).to_string();
+                let mut lines = head.lines();
+                let mut first = lines.next().unwrap_or_default().split(' ');
+                let method = first.next().unwrap_or_default().to_owned();
+                let path = first.next().unwrap_or_default().to_owned();
+                let headers = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let req_body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                seen.lock().unwrap().push(Request {
+                    method,
+                    path,
+                    headers,
+                    body: req_body,
+                });
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        StandIn { url, requests }
+    }
+
+    /// Moves the customer's messages in the store at `dir` `hours` into the past (Baton
+    /// stamps them with its own receive time, so only the database can make them old).
+    pub async fn backdate_inbound(dir: &tempfile::TempDir, hours: i64) {
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("UPDATE messages SET created_at = created_at - ? WHERE direction = 'in'")
+            .bind(hours * 3_600_000)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
+    /// A temporary SQLite store holding one conversation on `kind` with a customer whose id
+    /// there is `external_id`, and an outbound message of `author` in it, as a [`Delivery`].
+    pub async fn store_with_delivery(
+        kind: crate::model::ChannelKind,
+        external_id: &str,
+        author: crate::model::AuthorKind,
+        text: &str,
+    ) -> (
+        tempfile::TempDir,
+        crate::store::SharedStore,
+        crate::store::Delivery,
+    ) {
+        use crate::model::{Identity, MessageText};
+        use crate::store::{InboundMessage, OutboundMessage, SenderProfile, SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store: crate::store::SharedStore = Arc::new(
+            SqliteStore::open(&dir.path().join("t.sqlite3"))
+                .await
+                .unwrap(),
+        );
+        let receipt = store
+            .ingest(InboundMessage {
+                channel: kind,
+                sender: SenderProfile {
+                    identity: Identity::channel(kind, external_id).unwrap(),
+                    display_name: None,
+                    email: None,
+                    phone: None,
+                },
+                conversation_id: None,
+                external_id: Some("in-1".into()),
+                text: MessageText::parse("hello").unwrap(),
+                html: None,
+                attachments: vec![],
+                sent_at: None,
+            })
+            .await
+            .unwrap();
+        let mut message = store
+            .append_outbound(
+                receipt.conversation_id,
+                OutboundMessage {
+                    author_kind: crate::model::AuthorKind::Bot,
+                    agent_id: None,
+                    text: MessageText::parse(text).unwrap(),
+                    html: None,
+                },
+            )
+            .await
+            .unwrap();
+        message.author_kind = author;
+        let delivery = crate::store::Delivery {
+            message,
+            channel: kind,
+            attempts: 0,
+        };
+        (dir, store, delivery)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -814,5 +1249,222 @@ mod tests {
             }
             let _ = parse(v.to_string().as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod connector_tests {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+
+    use super::stand_in::{start, store_with_delivery};
+    use super::*;
+    use crate::channels::{Connector, SendError};
+    use crate::model::{AuthorKind, ChannelKind, Timestamp};
+
+    const HOUR: i64 = 60 * 60 * 1000;
+
+    fn connector(kind: ChannelKind, store: crate::store::SharedStore, url: &str) -> MetaConnector {
+        MetaConnector::new(
+            kind,
+            store,
+            reqwest::Client::new(),
+            url.to_owned(),
+            SecretString::from("page-token-xyz"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_messenger_reply_within_a_day_is_sent_as_a_response() {
+        let server = start(200, r#"{"recipient_id":"psid-1","message_id":"m_abc"}"#).await;
+        let (_dir, store, delivery) = store_with_delivery(
+            ChannelKind::Messenger,
+            "psid-1",
+            AuthorKind::Bot,
+            "Hi there",
+        )
+        .await;
+        let id = connector(ChannelKind::Messenger, store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap();
+        assert_eq!(id.as_deref(), Some("m_abc"));
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let r = &requests[0];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/me/messages");
+        assert_eq!(r.header("authorization"), Some("Bearer page-token-xyz"));
+        assert_eq!(
+            r.json(),
+            serde_json::json!({
+                "recipient": {"id": "psid-1"},
+                "messaging_type": "RESPONSE",
+                "message": {"text": "Hi there"},
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instagram_connector_serves_instagram() {
+        let server = start(200, r#"{"message_id":"ig_1"}"#).await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Instagram, "igsid-9", AuthorKind::Agent, "Yo").await;
+        let c = connector(ChannelKind::Instagram, store, &server.url);
+        assert_eq!(c.kind(), ChannelKind::Instagram);
+        assert_eq!(c.send(&delivery).await.unwrap().as_deref(), Some("ig_1"));
+        assert_eq!(server.requests()[0].json()["recipient"]["id"], "igsid-9");
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retryable() {
+        let server = start(500, r#"{"error":{"message":"boom"}}"#).await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Messenger, "psid-1", AuthorKind::Bot, "Hi").await;
+        let err = connector(ChannelKind::Messenger, store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Retryable(m) if m.contains("500")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("page-token-xyz"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_permanent_with_metas_message() {
+        let server = start(
+            400,
+            r#"{"error":{"message":"(#100) No matching user found","type":"OAuthException","code":100}}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Messenger, "psid-1", AuthorKind::Bot, "Hi").await;
+        let err = connector(ChannelKind::Messenger, store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("No matching user found")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_message_id_is_sent_without_an_id() {
+        let server = start(200, "{}").await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Messenger, "psid-1", AuthorKind::Bot, "Hi").await;
+        let c = connector(ChannelKind::Messenger, store, &server.url);
+        assert_eq!(c.send(&delivery).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_retryable() {
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Messenger, "psid-1", AuthorKind::Bot, "Hi").await;
+        // A port nobody listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = connector(
+            ChannelKind::Messenger,
+            store,
+            &format!("http://127.0.0.1:{port}"),
+        );
+        assert!(matches!(
+            c.send(&delivery).await,
+            Err(SendError::Retryable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_agent_reply_after_a_day_goes_with_the_human_agent_tag() {
+        let server = start(200, r#"{"message_id":"m_tag"}"#).await;
+        let (dir, store, delivery) = store_with_delivery(
+            ChannelKind::Messenger,
+            "psid-1",
+            AuthorKind::Agent,
+            "Sorry for the wait",
+        )
+        .await;
+        super::stand_in::backdate_inbound(&dir, 48).await;
+        let id = connector(ChannelKind::Messenger, store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap();
+        assert_eq!(id.as_deref(), Some("m_tag"));
+        let body = server.requests()[0].json();
+        assert_eq!(body["messaging_type"], "MESSAGE_TAG");
+        assert_eq!(body["tag"], "HUMAN_AGENT");
+    }
+
+    #[tokio::test]
+    async fn a_reply_after_seven_days_is_refused_without_calling_meta() {
+        let server = start(200, r#"{"message_id":"m_x"}"#).await;
+        let (dir, store, delivery) = store_with_delivery(
+            ChannelKind::Messenger,
+            "psid-1",
+            AuthorKind::Agent,
+            "Hello?",
+        )
+        .await;
+        super::stand_in::backdate_inbound(&dir, 8 * 24).await;
+        let err = connector(ChannelKind::Messenger, store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("7-day")),
+            "{err}"
+        );
+        assert!(server.requests().is_empty());
+    }
+
+    #[test]
+    fn replies_after_a_day_need_an_agent_and_the_human_agent_tag() {
+        let now = Timestamp::from_millis(1_000 * HOUR);
+        let recent = Some(Timestamp::from_millis(now.as_millis() - 2 * HOUR));
+        let two_days = Some(Timestamp::from_millis(now.as_millis() - 48 * HOUR));
+        let eight_days = Some(Timestamp::from_millis(now.as_millis() - 8 * 24 * HOUR));
+        assert_eq!(messaging_tag(recent, now, AuthorKind::Bot), Ok(None));
+        assert_eq!(
+            messaging_tag(two_days, now, AuthorKind::Agent),
+            Ok(Some("HUMAN_AGENT"))
+        );
+        assert!(messaging_tag(two_days, now, AuthorKind::Bot).is_err());
+        assert!(
+            messaging_tag(eight_days, now, AuthorKind::Agent)
+                .unwrap_err()
+                .contains("7-day")
+        );
+        assert!(messaging_tag(None, now, AuthorKind::Agent).is_err());
+    }
+
+    #[test]
+    fn the_window_includes_its_edge_and_excludes_no_message() {
+        let now = Timestamp::from_millis(100 * HOUR);
+        let day = Duration::from_secs(24 * 3600);
+        assert!(within_window(
+            Some(Timestamp::from_millis(now.as_millis() - 24 * HOUR)),
+            now,
+            day
+        ));
+        assert!(!within_window(
+            Some(Timestamp::from_millis(now.as_millis() - 24 * HOUR - 1)),
+            now,
+            day
+        ));
+        assert!(!within_window(None, now, day));
+    }
+
+    #[test]
+    fn secrets_are_masked_and_excerpts_are_short() {
+        assert_eq!(redact("GET /botSECRET/x", "SECRET"), "GET /bot***/x");
+        assert_eq!(excerpt(&"a".repeat(500)).chars().count(), 201);
     }
 }

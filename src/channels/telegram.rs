@@ -375,6 +375,113 @@ fn file_attachment(file: &Map<String, Value>, default_type: &str) -> Option<Atta
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Outbound: the Telegram Bot API connector.
+// ---------------------------------------------------------------------------------------------
+
+/// The Telegram connector: `POST {base}/bot<token>/sendMessage`.
+///
+/// The bot token is part of the URL path; it is masked in every error this connector returns.
+/// The returned id is `<chat id>:<message id>`, the form [`parse`] gives inbound messages.
+///
+/// Text only for now: attachments of the message are not sent.
+pub struct TelegramConnector {
+    store: crate::store::SharedStore,
+    http: reqwest::Client,
+    base_url: String,
+    bot_token: secrecy::SecretString,
+}
+
+impl TelegramConnector {
+    /// A connector calling the Bot API at `base_url` (e.g. `https://api.telegram.org`) with
+    /// the bot's token.
+    pub fn new(
+        store: crate::store::SharedStore,
+        http: reqwest::Client,
+        base_url: String,
+        bot_token: secrecy::SecretString,
+    ) -> Self {
+        Self {
+            store,
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            bot_token,
+        }
+    }
+}
+
+/// The error of a Bot API answer: `description`, and `retry_after` when Telegram asks to wait.
+fn telegram_error_message(body: &Value) -> Option<String> {
+    let description = body.get("description")?.as_str()?;
+    Some(
+        match body
+            .pointer("/parameters/retry_after")
+            .and_then(Value::as_i64)
+        {
+            Some(wait) => format!("{description} (retry after {wait} s)"),
+            None => description.to_owned(),
+        },
+    )
+}
+
+#[async_trait::async_trait]
+impl crate::channels::Connector for TelegramConnector {
+    fn kind(&self) -> crate::model::ChannelKind {
+        crate::model::ChannelKind::Telegram
+    }
+
+    async fn send(
+        &self,
+        delivery: &crate::store::Delivery,
+    ) -> Result<Option<String>, crate::channels::SendError> {
+        use super::meta::{read_answer, store_failure};
+        use crate::channels::SendError;
+        use secrecy::ExposeSecret;
+        let message = &delivery.message;
+        let recipient = self
+            .store
+            .channel_recipient(message.conversation_id)
+            .await
+            .map_err(store_failure)?;
+        // Numeric chat ids go as numbers; anything else (an @channel name) as a string.
+        let chat_id: Value = match recipient.external_id.parse::<i64>() {
+            Ok(n) => n.into(),
+            Err(_) => recipient.external_id.clone().into(),
+        };
+        let body = serde_json::json!({"chat_id": chat_id, "text": message.text});
+        let token = self.bot_token.expose_secret();
+        let result = self
+            .http
+            .post(format!("{}/bot{}/sendMessage", self.base_url, token))
+            .timeout(super::meta::SEND_TIMEOUT)
+            .json(&body)
+            .send()
+            .await;
+        let answer = read_answer("Telegram", result, token, telegram_error_message).await?;
+        if answer.get("ok").and_then(Value::as_bool) == Some(false) {
+            let reason = telegram_error_message(&answer)
+                .unwrap_or_else(|| "the message was not sent".into());
+            return Err(SendError::Permanent(format!(
+                "Telegram refused the message: {}",
+                super::meta::redact(&reason, token)
+            )));
+        }
+        let result = answer.get("result");
+        let Some(message_id) = result
+            .and_then(|r| r.get("message_id"))
+            .and_then(Value::as_i64)
+        else {
+            return Ok(None);
+        };
+        let chat = result
+            .and_then(|r| r.pointer("/chat/id"))
+            .and_then(Value::as_i64)
+            .map(|c| c.to_string())
+            .unwrap_or(recipient.external_id);
+        Ok(Some(format!("{chat}:{message_id}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -828,5 +935,119 @@ mod tests {
         for end in 0..body.len() {
             let _ = parse(&body[..end]);
         }
+    }
+}
+
+#[cfg(test)]
+mod connector_tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::channels::meta::stand_in::{start, store_with_delivery};
+    use crate::channels::{Connector, SendError};
+    use crate::model::{AuthorKind, ChannelKind};
+
+    const TOKEN: &str = "123456:ABC-secret";
+
+    fn connector(store: crate::store::SharedStore, url: &str) -> TelegramConnector {
+        TelegramConnector::new(
+            store,
+            reqwest::Client::new(),
+            url.to_owned(),
+            SecretString::from(TOKEN),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_text_reply_is_sent_and_named_like_inbound_messages() {
+        let server = start(
+            200,
+            r#"{"ok":true,"result":{"message_id":77,"chat":{"id":4242,"type":"private"},"date":1700000000,"text":"Hi"}}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Telegram, "4242", AuthorKind::Agent, "Hi").await;
+        let id = connector(store, &server.url).send(&delivery).await.unwrap();
+        assert_eq!(id.as_deref(), Some("4242:77"));
+        assert_eq!(reply_target(id.as_deref().unwrap()), Some((4242, 77)));
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let r = &requests[0];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, format!("/bot{TOKEN}/sendMessage"));
+        assert_eq!(r.json(), serde_json::json!({"chat_id": 4242, "text": "Hi"}));
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retryable() {
+        let server = start(
+            502,
+            r#"{"ok":false,"error_code":502,"description":"Bad Gateway"}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Telegram, "4242", AuthorKind::Bot, "Hi").await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Retryable(m) if m.contains("502")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn flood_control_is_retryable() {
+        let server = start(
+            429,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Telegram, "4242", AuthorKind::Bot, "Hi").await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Retryable(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_permanent_with_telegrams_description() {
+        let server = start(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Telegram, "4242", AuthorKind::Bot, "Hi").await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("chat not found")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bot_token_never_appears_in_errors() {
+        // The token is in the URL path; a connection error must not show it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Telegram, "4242", AuthorKind::Bot, "Hi").await;
+        let err = connector(store, &format!("http://127.0.0.1:{port}"))
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Retryable(_)), "{err}");
+        assert!(!err.to_string().contains(TOKEN), "{err}");
+        assert!(!err.to_string().contains("ABC-secret"), "{err}");
     }
 }

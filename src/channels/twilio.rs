@@ -181,6 +181,120 @@ fn decode_component(raw: &[u8]) -> Result<String, WebhookError> {
     String::from_utf8(out).map_err(|_| WebhookError::Malformed("form value is not UTF-8".into()))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Outbound: the Twilio Messaging connector.
+// ---------------------------------------------------------------------------------------------
+
+/// The Twilio connector: `POST {base}/2010-04-01/Accounts/{sid}/Messages.json` with basic
+/// auth (account SID and auth token), form `To`, `From`, `Body`. Returns Twilio's `sid`.
+///
+/// `from` is the sender: a Twilio number (`+15551234567`, or `whatsapp:+1...` for WhatsApp
+/// through Twilio). It is not in the config yet; the caller passes it.
+///
+/// Text only for now: attachments (MMS media) are not sent.
+pub struct TwilioConnector {
+    store: crate::store::SharedStore,
+    http: reqwest::Client,
+    base_url: String,
+    account_sid: String,
+    auth_token: secrecy::SecretString,
+    from: String,
+}
+
+impl TwilioConnector {
+    /// A connector calling Twilio's REST API at `base_url` (e.g. `https://api.twilio.com`) for
+    /// the account `account_sid` with its auth token, sending from the number `from`.
+    pub fn new(
+        store: crate::store::SharedStore,
+        http: reqwest::Client,
+        base_url: String,
+        account_sid: String,
+        auth_token: secrecy::SecretString,
+        from: String,
+    ) -> Self {
+        Self {
+            store,
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            account_sid,
+            auth_token,
+            from,
+        }
+    }
+}
+
+/// The message of a Twilio REST error: `{"code": 21211, "message": ...}`.
+fn twilio_error_message(body: &serde_json::Value) -> Option<String> {
+    let message = body.get("message")?.as_str()?;
+    Some(match body.get("code").and_then(serde_json::Value::as_i64) {
+        Some(code) => format!("{message} (code {code})"),
+        None => message.to_owned(),
+    })
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl crate::channels::Connector for TwilioConnector {
+    fn kind(&self) -> crate::model::ChannelKind {
+        crate::model::ChannelKind::Sms
+    }
+
+    async fn send(
+        &self,
+        delivery: &crate::store::Delivery,
+    ) -> Result<Option<String>, crate::channels::SendError> {
+        use super::meta::{read_answer, store_failure};
+        use secrecy::ExposeSecret;
+        let message = &delivery.message;
+        let recipient = self
+            .store
+            .channel_recipient(message.conversation_id)
+            .await
+            .map_err(store_failure)?;
+        let form = format!(
+            "To={}&From={}&Body={}",
+            form_encode(&recipient.external_id),
+            form_encode(&self.from),
+            form_encode(&message.text)
+        );
+        let token = self.auth_token.expose_secret();
+        let result = self
+            .http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                self.base_url, self.account_sid
+            ))
+            .basic_auth(&self.account_sid, Some(token))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .timeout(super::meta::SEND_TIMEOUT)
+            .body(form)
+            .send()
+            .await;
+        let answer = read_answer("Twilio", result, token, twilio_error_message).await?;
+        Ok(answer
+            .get("sid")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +528,93 @@ mod tests {
         for end in 0..INBOUND_SMS.len() {
             let _ = parse(&INBOUND_SMS.as_bytes()[..end]);
         }
+    }
+}
+
+#[cfg(test)]
+mod connector_tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::channels::meta::stand_in::{start, store_with_delivery};
+    use crate::channels::{Connector, SendError};
+    use crate::model::{AuthorKind, ChannelKind};
+
+    fn connector(store: crate::store::SharedStore, url: &str) -> TwilioConnector {
+        TwilioConnector::new(
+            store,
+            reqwest::Client::new(),
+            url.to_owned(),
+            "AC123".into(),
+            SecretString::from("tw-secret"),
+            "+15550001111".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_text_reply_is_posted_as_a_form_with_basic_auth() {
+        let server = start(201, r#"{"sid":"SM0123","status":"queued"}"#).await;
+        let (_dir, store, delivery) = store_with_delivery(
+            ChannelKind::Sms,
+            "+15557654321",
+            AuthorKind::Agent,
+            "Hi & bye",
+        )
+        .await;
+        let id = connector(store, &server.url).send(&delivery).await.unwrap();
+        assert_eq!(id.as_deref(), Some("SM0123"));
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let r = &requests[0];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/2010-04-01/Accounts/AC123/Messages.json");
+        // base64("AC123:tw-secret")
+        assert_eq!(
+            r.header("authorization"),
+            Some("Basic QUMxMjM6dHctc2VjcmV0")
+        );
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(
+            r.body,
+            "To=%2B15557654321&From=%2B15550001111&Body=Hi+%26+bye"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retryable() {
+        let server = start(500, r#"{"code":20500,"message":"Internal Server Error"}"#).await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Sms, "+15557654321", AuthorKind::Bot, "Hi").await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Retryable(m) if m.contains("500")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_permanent_with_twilios_message() {
+        let server = start(
+            400,
+            r#"{"code":21211,"message":"The 'To' number +15557654321 is not a valid phone number.","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Sms, "+15557654321", AuthorKind::Bot, "Hi").await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("not a valid phone number")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("tw-secret"));
     }
 }

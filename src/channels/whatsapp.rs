@@ -354,6 +354,100 @@ fn seconds_to_ms(v: &Value) -> Option<i64> {
     secs.checked_mul(1000)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Outbound: the WhatsApp Cloud API connector.
+// ---------------------------------------------------------------------------------------------
+
+/// Why a WhatsApp reply outside the customer-service window is refused.
+pub const OUTSIDE_WINDOW: &str =
+    "outside WhatsApp's 24-hour window: the customer must write first (or use a template)";
+
+/// The WhatsApp Cloud API connector: `POST {base}/{phone_number_id}/messages`.
+///
+/// Free-form messages may only go within 24 hours of the customer's last message; later ones
+/// are refused (permanently) without calling the API. Templates are not supported yet.
+///
+/// Text only for now: attachments of the message are not sent.
+pub struct WhatsAppConnector {
+    store: crate::store::SharedStore,
+    http: reqwest::Client,
+    base_url: String,
+    token: secrecy::SecretString,
+    phone_number_id: String,
+}
+
+impl WhatsAppConnector {
+    /// A connector calling the Graph API at `base_url` (e.g. `https://graph.facebook.com/v21.0`)
+    /// as the business phone number `phone_number_id`, with its access token.
+    pub fn new(
+        store: crate::store::SharedStore,
+        http: reqwest::Client,
+        base_url: String,
+        token: secrecy::SecretString,
+        phone_number_id: String,
+    ) -> Self {
+        Self {
+            store,
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token,
+            phone_number_id,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::channels::Connector for WhatsAppConnector {
+    fn kind(&self) -> crate::model::ChannelKind {
+        crate::model::ChannelKind::WhatsApp
+    }
+
+    async fn send(
+        &self,
+        delivery: &crate::store::Delivery,
+    ) -> Result<Option<String>, crate::channels::SendError> {
+        use super::meta::{STANDARD_WINDOW, graph_error_message, read_answer, store_failure};
+        use secrecy::ExposeSecret;
+        let message = &delivery.message;
+        let recipient = self
+            .store
+            .channel_recipient(message.conversation_id)
+            .await
+            .map_err(store_failure)?;
+        if !super::meta::within_window(
+            recipient.last_inbound_at,
+            crate::model::Timestamp::now(),
+            STANDARD_WINDOW,
+        ) {
+            return Err(crate::channels::SendError::Permanent(OUTSIDE_WINDOW.into()));
+        }
+        let body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": recipient.external_id,
+            "type": "text",
+            "text": {"body": message.text},
+        });
+        let token = self.token.expose_secret();
+        let result = self
+            .http
+            .post(format!(
+                "{}/{}/messages",
+                self.base_url, self.phone_number_id
+            ))
+            .bearer_auth(token)
+            .timeout(super::meta::SEND_TIMEOUT)
+            .json(&body)
+            .send()
+            .await;
+        let answer = read_answer("WhatsApp", result, token, graph_error_message).await?;
+        Ok(answer
+            .pointer("/messages/0/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -830,5 +924,175 @@ mod tests {
             };
             let _ = parse(&body);
         }
+    }
+}
+
+#[cfg(test)]
+mod connector_tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::channels::meta::stand_in::{start, store_with_delivery};
+    use crate::channels::{Connector, SendError};
+    use crate::model::{AuthorKind, ChannelKind, Timestamp};
+
+    fn connector(store: crate::store::SharedStore, url: &str) -> WhatsAppConnector {
+        WhatsAppConnector::new(
+            store,
+            reqwest::Client::new(),
+            url.to_owned(),
+            SecretString::from("wa-token-xyz"),
+            "1055".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_text_reply_is_posted_to_the_phone_numbers_messages() {
+        let server = start(
+            200,
+            r#"{"messaging_product":"whatsapp","contacts":[{"input":"4915112345678","wa_id":"4915112345678"}],"messages":[{"id":"wamid.HBgL"}]}"#,
+        )
+        .await;
+        let (_dir, store, delivery) = store_with_delivery(
+            ChannelKind::WhatsApp,
+            "4915112345678",
+            AuthorKind::Agent,
+            "Hallo!",
+        )
+        .await;
+        let id = connector(store, &server.url).send(&delivery).await.unwrap();
+        assert_eq!(id.as_deref(), Some("wamid.HBgL"));
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let r = &requests[0];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/1055/messages");
+        assert_eq!(r.header("authorization"), Some("Bearer wa-token-xyz"));
+        assert_eq!(
+            r.json(),
+            serde_json::json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "4915112345678",
+                "type": "text",
+                "text": {"body": "Hallo!"},
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retryable() {
+        let server = start(503, r#"{"error":{"message":"Service unavailable"}}"#).await;
+        let (_dir, store, delivery) = store_with_delivery(
+            ChannelKind::WhatsApp,
+            "4915112345678",
+            AuthorKind::Bot,
+            "Hi",
+        )
+        .await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Retryable(m) if m.contains("503")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_requests_is_retryable() {
+        let server = start(429, r#"{"error":{"message":"rate limit","code":130429}}"#).await;
+        let (_dir, store, delivery) = store_with_delivery(
+            ChannelKind::WhatsApp,
+            "4915112345678",
+            AuthorKind::Bot,
+            "Hi",
+        )
+        .await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Retryable(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_permanent_with_metas_message() {
+        let server = start(
+            400,
+            r#"{"error":{"message":"(#131030) Recipient phone number not in allowed list","type":"OAuthException","code":131030}}"#,
+        )
+        .await;
+        let (_dir, store, delivery) = store_with_delivery(
+            ChannelKind::WhatsApp,
+            "4915112345678",
+            AuthorKind::Bot,
+            "Hi",
+        )
+        .await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("not in allowed list")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("wa-token-xyz"));
+    }
+
+    #[tokio::test]
+    async fn a_conversation_without_a_recipient_is_refused_without_calling_whatsapp() {
+        let server = start(200, r#"{"messages":[{"id":"wamid.x"}]}"#).await;
+        let (_dir, store, mut delivery) = store_with_delivery(
+            ChannelKind::WhatsApp,
+            "4915112345678",
+            AuthorKind::Bot,
+            "Hi",
+        )
+        .await;
+        // A conversation that does not exist has no recipient: the store's error is permanent.
+        delivery.message.conversation_id = crate::model::ConversationId::new();
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Permanent(_)), "{err}");
+        assert!(server.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reply_outside_the_window_is_refused_without_calling_whatsapp() {
+        let server = start(200, r#"{"messages":[{"id":"wamid.x"}]}"#).await;
+        let (dir, store, delivery) = store_with_delivery(
+            ChannelKind::WhatsApp,
+            "4915112345678",
+            AuthorKind::Agent,
+            "Hi",
+        )
+        .await;
+        crate::channels::meta::stand_in::backdate_inbound(&dir, 25).await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m == OUTSIDE_WINDOW),
+            "{err}"
+        );
+        assert!(server.requests().is_empty());
+    }
+
+    #[test]
+    fn the_window_closes_a_day_after_the_customers_last_message() {
+        use crate::channels::meta::{STANDARD_WINDOW, within_window};
+        let hour = 3_600_000;
+        let now = Timestamp::from_millis(1_000 * hour);
+        let ago = |h: i64| Some(Timestamp::from_millis(now.as_millis() - h * hour));
+        assert!(within_window(ago(23), now, STANDARD_WINDOW));
+        assert!(!within_window(ago(25), now, STANDARD_WINDOW));
+        assert!(!within_window(None, now, STANDARD_WINDOW));
+        assert!(OUTSIDE_WINDOW.contains("24-hour window"));
     }
 }

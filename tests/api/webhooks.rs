@@ -348,3 +348,83 @@ async fn an_edited_telegram_message_updates_the_stored_text() {
     }
     assert_eq!(app.inbound_texts("telegram").await, ["my order is late"]);
 }
+
+/// A stand-in for a platform's API: records every request and answers with `reply`.
+struct StandIn {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>,
+}
+
+async fn stand_in(reply: Value) -> StandIn {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>> = Default::default();
+    let recorded = seen.clone();
+    let server = HttpServer::new(move || {
+        let (recorded, reply) = (recorded.clone(), reply.clone());
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let (recorded, reply) = (recorded.clone(), reply.clone());
+            async move {
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push((req.path().to_owned(), auth, json));
+                HttpResponse::Ok().json(reply)
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}", server.addrs()[0].port());
+    tokio::spawn(server.run());
+    StandIn { url, seen }
+}
+
+#[tokio::test]
+async fn the_bots_answer_to_a_telegram_customer_leaves_through_telegrams_api() {
+    let api =
+        stand_in(json!({"ok": true, "result": {"message_id": 99, "chat": {"id": 5151}}})).await;
+    let base = api.url.clone();
+    let app = spawn_app_with(|s| {
+        s.telegram_secret_token = Some(TG_SECRET.to_owned().into());
+        s.telegram_bot_token = Some("123456:SECRET-BOT-TOKEN".to_owned().into());
+        s.telegram_api_url = base;
+    })
+    .await;
+    let update = json!({"update_id": 1, "message": {"message_id": 3, "date": 1732440000,
+        "from": {"id": 5151, "is_bot": false, "first_name": "Una"},
+        "chat": {"id": 5151, "type": "private"}, "text": "What are your opening hours?"}});
+    let r = app
+        .post_signed(
+            "/webhooks/telegram",
+            &serde_json::to_vec(&update).unwrap(),
+            Some(("x-telegram-bot-api-secret-token", TG_SECRET.into())),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let c = app.conversations_on("telegram").await;
+    let conversation = c[0]["id"].as_str().unwrap().to_owned();
+    crate::helpers::eventually("the reply is sent", || async {
+        let m = app
+            .message_where(&conversation, |m| m["author_kind"] == "bot")
+            .await;
+        (m["delivery_status"] == "sent").then_some(())
+    })
+    .await;
+    let seen = api.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (path, _, body) = &seen[0];
+    assert_eq!(path, "/bot123456:SECRET-BOT-TOKEN/sendMessage");
+    assert_eq!(body["chat_id"], json!(5151));
+    assert!(
+        body["text"].as_str().unwrap().contains("9:00 to 18:00"),
+        "{body}"
+    );
+}
