@@ -341,9 +341,45 @@ async fn agent_reply(
         .transpose()?;
     let agent = caller.acting_agent(named)?;
     let text = MessageText::parse(&body.text)?;
+    // A platform that would refuse the reply is named now, to the agent, rather than after
+    // the reply was stored and failed in the background.
+    let conversation = services.store.conversation(id).await?;
+    if let Some(why) = reply_window_refusal(&services, &conversation).await? {
+        return Err(ApiError::Conflict(why));
+    }
     let message = services.store.append_agent_reply(id, agent, text).await?;
     services.dispatcher.kick();
     Ok(HttpResponse::Created().json(message))
+}
+
+/// Why the conversation's platform would refuse an agent's reply now (WhatsApp's 24-hour
+/// window, Messenger's and Instagram's human-agent window), if it would.
+async fn reply_window_refusal(
+    services: &Services,
+    conversation: &Conversation,
+) -> Result<Option<String>, ApiError> {
+    use crate::channels::{meta, whatsapp};
+    let channel = conversation.channel;
+    if !matches!(
+        channel,
+        ChannelKind::WhatsApp | ChannelKind::Messenger | ChannelKind::Instagram
+    ) {
+        return Ok(None);
+    }
+    let recipient = services.store.channel_recipient(conversation.id).await?;
+    let now = Timestamp::now();
+    Ok(match channel {
+        ChannelKind::WhatsApp => {
+            (!meta::within_window(recipient.last_inbound_at, now, meta::STANDARD_WINDOW))
+                .then(|| whatsapp::OUTSIDE_WINDOW.to_owned())
+        }
+        _ => meta::messaging_tag(
+            recipient.last_inbound_at,
+            now,
+            crate::model::AuthorKind::Agent,
+        )
+        .err(),
+    })
 }
 
 // --- handoffs --------------------------------------------------------------------------------

@@ -428,3 +428,73 @@ async fn the_bots_answer_to_a_telegram_customer_leaves_through_telegrams_api() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_agent_reply_outside_whatsapps_window_is_refused_at_once_with_the_reason() {
+    let app = spawn_app_with(|s| {
+        s.meta_app_secret = Some(META_SECRET.to_owned().into());
+    })
+    .await;
+    let (agent, token) = app.create_agent("Vic", true).await;
+    let body = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "123"},
+            "contacts": [{"profile": {"name": "Wes"}, "wa_id": "4915100000001"}],
+            "messages": [{"from": "4915100000001", "id": "wamid.H", "timestamp": "1732440000", "type": "text", "text": {"body": "I want to talk to a human"}}]
+        }}]}]
+    }))
+    .unwrap();
+    let r = app
+        .post_signed(
+            "/webhooks/whatsapp",
+            &body,
+            Some(("x-hub-signature-256", meta_signature(&body))),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let conversation = app.conversations_on("whats_app").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let h = app.handoff_with_status(&conversation, "assigned").await;
+    assert_eq!(h["assigned_agent_id"].as_str().unwrap(), agent);
+    let r = app
+        .post_json(
+            &format!("/api/v1/handoffs/{}/accept", h["id"].as_str().unwrap()),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let ok = app
+        .post_json(&path, &token, json!({"text": "Within the window"}))
+        .await;
+    assert_eq!(ok.status(), 201);
+
+    // The customer's message is now two days old.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.settings.database_path().display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE messages SET created_at = created_at - 172800000 WHERE direction = 'in'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let refused = app
+        .post_json(&path, &token, json!({"text": "Too late"}))
+        .await;
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("24-hour window"),
+        "{body}"
+    );
+}
