@@ -175,6 +175,10 @@ pub struct Message {
     pub external_id: Option<String>,
     /// Delivery state of outbound messages.
     pub delivery_status: DeliveryStatus,
+    /// Why the last delivery attempt failed (a retry is pending, or it gave up), as the
+    /// channel said it, so the agent sees what happened to their reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_error: Option<String>,
     /// When Baton stored it.
     pub created_at: Timestamp,
 }

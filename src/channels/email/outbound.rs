@@ -266,6 +266,7 @@ mod tests {
             attachments: vec![],
             external_id: None,
             delivery_status: DeliveryStatus::Pending,
+            delivery_error: None,
             created_at: Timestamp::now(),
         }
     }

@@ -243,6 +243,7 @@ fn row_message(row: &SqliteRow) -> Result<Message, StoreError> {
         attachments: json_col(row, "attachments")?,
         external_id: row.try_get("external_id")?,
         delivery_status: parse_col(row, "delivery_status")?,
+        delivery_error: row.try_get("delivery_error")?,
         created_at: ts(row, "created_at")?,
     })
 }
@@ -971,6 +972,7 @@ impl Store for SqliteStore {
                 author_kind: reply.author_kind,
                 agent_id: reply.agent_id,
                 delivery_status: initial_delivery_status(reply.author_kind, channel),
+                delivery_error: None,
                 text: reply.text.into_string(),
                 html: reply.html,
                 attachments: Vec::new(),
@@ -1951,6 +1953,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored[0].delivery_status, DeliveryStatus::Pending);
+        let later = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000);
+        store
+            .record_deliveries(vec![(
+                stored[0].id,
+                DeliveryOutcome::RetryAt(later, "HTTP 503".into()),
+            )])
+            .await
+            .unwrap();
+        let waiting = store.message(stored[0].id).await.unwrap();
+        assert_eq!(
+            (waiting.delivery_status, waiting.delivery_error.as_deref()),
+            (DeliveryStatus::Pending, Some("HTTP 503")),
+            "the agent sees why it is still pending"
+        );
         store
             .record_deliveries(vec![(
                 stored[0].id,
