@@ -2,6 +2,18 @@
 
 use tracing_subscriber::{EnvFilter, fmt};
 
+/// An error and all its causes, `: `-separated, for logs and error messages.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), `format` is `text` or
 /// `json`. Safe to call more than once; later calls do nothing.
 pub fn init(format: &str) {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod email;
 pub mod meta;
+pub mod platform;
 pub mod signature;
 pub mod telegram;
 pub mod twilio;
@@ -34,6 +35,19 @@ pub enum SendError {
     /// The channel refused the message for good (bad recipient, window closed, 4xx).
     #[error("permanent failure: {0}")]
     Permanent(String),
+}
+
+impl From<StoreError> for SendError {
+    /// A store failure while preparing a send: missing or broken data is permanent (retrying
+    /// cannot fix it), an unavailable database is worth retrying.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => {
+                SendError::Permanent(e.to_string())
+            }
+            other => SendError::Retryable(other.to_string()),
+        }
+    }
 }
 
 /// Sends messages out through one channel.

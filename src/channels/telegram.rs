@@ -434,15 +434,14 @@ impl crate::channels::Connector for TelegramConnector {
         &self,
         delivery: &crate::store::Delivery,
     ) -> Result<Option<String>, crate::channels::SendError> {
-        use super::meta::{read_answer, store_failure};
+        use super::platform::read_answer;
         use crate::channels::SendError;
         use secrecy::ExposeSecret;
         let message = &delivery.message;
         let recipient = self
             .store
             .channel_recipient(message.conversation_id)
-            .await
-            .map_err(store_failure)?;
+            .await?;
         // Numeric chat ids go as numbers; anything else (an @channel name) as a string.
         let chat_id: Value = match recipient.external_id.parse::<i64>() {
             Ok(n) => n.into(),
@@ -453,7 +452,7 @@ impl crate::channels::Connector for TelegramConnector {
         let result = self
             .http
             .post(format!("{}/bot{}/sendMessage", self.base_url, token))
-            .timeout(super::meta::SEND_TIMEOUT)
+            .timeout(super::platform::SEND_TIMEOUT)
             .json(&body)
             .send()
             .await;
@@ -463,7 +462,7 @@ impl crate::channels::Connector for TelegramConnector {
                 .unwrap_or_else(|| "the message was not sent".into());
             return Err(SendError::Permanent(format!(
                 "Telegram refused the message: {}",
-                super::meta::redact(&reason, token)
+                super::platform::redact(&reason, token)
             )));
         }
         let result = answer.get("result");
@@ -943,7 +942,7 @@ mod connector_tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::channels::meta::stand_in::{start, store_with_delivery};
+    use crate::channels::platform::stand_in::{start, store_with_delivery};
     use crate::channels::{Connector, SendError};
     use crate::model::{AuthorKind, ChannelKind};
 

@@ -257,14 +257,13 @@ impl crate::channels::Connector for TwilioConnector {
         &self,
         delivery: &crate::store::Delivery,
     ) -> Result<Option<String>, crate::channels::SendError> {
-        use super::meta::{read_answer, store_failure};
+        use super::platform::read_answer;
         use secrecy::ExposeSecret;
         let message = &delivery.message;
         let recipient = self
             .store
             .channel_recipient(message.conversation_id)
-            .await
-            .map_err(store_failure)?;
+            .await?;
         let form = format!(
             "To={}&From={}&Body={}",
             form_encode(&recipient.external_id),
@@ -283,7 +282,7 @@ impl crate::channels::Connector for TwilioConnector {
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .timeout(super::meta::SEND_TIMEOUT)
+            .timeout(super::platform::SEND_TIMEOUT)
             .body(form)
             .send()
             .await;
@@ -536,7 +535,7 @@ mod connector_tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::channels::meta::stand_in::{start, store_with_delivery};
+    use crate::channels::platform::stand_in::{start, store_with_delivery};
     use crate::channels::{Connector, SendError};
     use crate::model::{AuthorKind, ChannelKind};
 

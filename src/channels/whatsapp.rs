@@ -406,21 +406,21 @@ impl crate::channels::Connector for WhatsAppConnector {
         &self,
         delivery: &crate::store::Delivery,
     ) -> Result<Option<String>, crate::channels::SendError> {
-        use super::meta::{STANDARD_WINDOW, graph_error_message, read_answer, store_failure};
+        use super::meta::graph_error_message;
+        use super::platform::{read_answer, reply_window};
         use secrecy::ExposeSecret;
         let message = &delivery.message;
         let recipient = self
             .store
             .channel_recipient(message.conversation_id)
-            .await
-            .map_err(store_failure)?;
-        if !super::meta::within_window(
+            .await?;
+        reply_window(
+            crate::model::ChannelKind::WhatsApp,
             recipient.last_inbound_at,
             crate::model::Timestamp::now(),
-            STANDARD_WINDOW,
-        ) {
-            return Err(crate::channels::SendError::Permanent(OUTSIDE_WINDOW.into()));
-        }
+            message.author_kind,
+        )
+        .map_err(crate::channels::SendError::Permanent)?;
         let body = serde_json::json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -436,7 +436,7 @@ impl crate::channels::Connector for WhatsAppConnector {
                 self.base_url, self.phone_number_id
             ))
             .bearer_auth(token)
-            .timeout(super::meta::SEND_TIMEOUT)
+            .timeout(super::platform::SEND_TIMEOUT)
             .json(&body)
             .send()
             .await;
@@ -932,7 +932,7 @@ mod connector_tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::channels::meta::stand_in::{start, store_with_delivery};
+    use crate::channels::platform::stand_in::{start, store_with_delivery};
     use crate::channels::{Connector, SendError};
     use crate::model::{AuthorKind, ChannelKind, Timestamp};
 
@@ -1072,7 +1072,7 @@ mod connector_tests {
             "Hi",
         )
         .await;
-        crate::channels::meta::stand_in::backdate_inbound(&dir, 25).await;
+        crate::channels::platform::stand_in::backdate_inbound(&dir, 25).await;
         let err = connector(store, &server.url)
             .send(&delivery)
             .await
@@ -1086,7 +1086,7 @@ mod connector_tests {
 
     #[test]
     fn the_window_closes_a_day_after_the_customers_last_message() {
-        use crate::channels::meta::{STANDARD_WINDOW, within_window};
+        use crate::channels::platform::{STANDARD_WINDOW, within_window};
         let hour = 3_600_000;
         let now = Timestamp::from_millis(1_000 * hour);
         let ago = |h: i64| Some(Timestamp::from_millis(now.as_millis() - h * hour));

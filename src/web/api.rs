@@ -353,33 +353,25 @@ async fn agent_reply(
 }
 
 /// Why the conversation's platform would refuse an agent's reply now (WhatsApp's 24-hour
-/// window, Messenger's and Instagram's human-agent window), if it would.
+/// window, Messenger's and Instagram's human-agent window), if it would: the same rule its
+/// connector applies when sending.
 async fn reply_window_refusal(
     services: &Services,
     conversation: &Conversation,
 ) -> Result<Option<String>, ApiError> {
-    use crate::channels::{meta, whatsapp};
-    let channel = conversation.channel;
-    if !matches!(
-        channel,
-        ChannelKind::WhatsApp | ChannelKind::Messenger | ChannelKind::Instagram
-    ) {
+    use crate::channels::platform::{has_reply_window, reply_window};
+    if !has_reply_window(conversation.channel) {
         return Ok(None);
     }
-    let recipient = services.store.channel_recipient(conversation.id).await?;
     let now = Timestamp::now();
-    Ok(match channel {
-        ChannelKind::WhatsApp => {
-            (!meta::within_window(recipient.last_inbound_at, now, meta::STANDARD_WINDOW))
-                .then(|| whatsapp::OUTSIDE_WINDOW.to_owned())
-        }
-        _ => meta::messaging_tag(
-            recipient.last_inbound_at,
-            now,
-            crate::model::AuthorKind::Agent,
-        )
-        .err(),
-    })
+    let recipient = services.store.channel_recipient(conversation.id).await?;
+    Ok(reply_window(
+        conversation.channel,
+        recipient.last_inbound_at,
+        now,
+        crate::model::AuthorKind::Agent,
+    )
+    .err())
 }
 
 // --- handoffs --------------------------------------------------------------------------------

@@ -59,18 +59,6 @@ impl ApiError {
     }
 }
 
-/// Formats an error with all its causes, for logs.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -89,8 +77,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Unavailable(e) => tracing::warn!(error = %chain(e.as_ref()), "answering 503"),
-            ApiError::Internal(e) => tracing::error!(error = %chain(e.as_ref()), "answering 500"),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %crate::telemetry::error_chain(e.as_ref()), "answering 503")
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %crate::telemetry::error_chain(e.as_ref()), "answering 500")
+            }
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());

@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::auth::{Caller, SESSION_COOKIE};
-use super::error::{ApiError, chain};
+use super::error::ApiError;
 use crate::analytics::reports::{self, Summary};
 use crate::services::{Services, hash_token};
 
@@ -82,7 +82,7 @@ async fn load_summary(services: &Services) -> SummaryView {
             outbox_backlog,
         },
         Err(e) => {
-            tracing::warn!(error = %chain(&e), "dashboard: ClickHouse query failed");
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), "dashboard: ClickHouse query failed");
             SummaryView {
                 summary: None,
                 error: Some("Analytics are unavailable right now (ClickHouse did not answer). Events are kept and will appear when it is back.".into()),

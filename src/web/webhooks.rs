@@ -101,9 +101,17 @@ fn check(present: bool, valid: bool) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
-struct MetaObject {
-    object: Option<String>,
+/// Checks Meta's `X-Hub-Signature-256` (Messenger, Instagram and WhatsApp sign alike).
+fn check_hub_signature(
+    req: &HttpRequest,
+    secret: &SecretString,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let sig = header(req, "x-hub-signature-256");
+    check(
+        sig.is_some(),
+        signature::verify_meta(secret.expose_secret().as_bytes(), body, sig),
+    )
 }
 
 async fn meta_post(
@@ -116,20 +124,8 @@ async fn meta_post(
         .meta_app_secret
         .as_ref()
         .ok_or(not_configured("webhook"))?;
-    let sig = header(&req, "x-hub-signature-256");
-    check(
-        sig.is_some(),
-        signature::verify_meta(secret.expose_secret().as_bytes(), &body, sig),
-    )?;
-    let channel = match serde_json::from_slice::<MetaObject>(&body)
-        .ok()
-        .and_then(|o| o.object)
-        .as_deref()
-    {
-        Some("instagram") => ChannelKind::Instagram,
-        _ => ChannelKind::Messenger,
-    };
-    let events = meta::parse(&body).map_err(bad_body)?;
+    check_hub_signature(&req, secret, &body)?;
+    let (channel, events) = meta::parse_delivery(&body).map_err(bad_body)?;
     store_events(&services, channel, events).await?;
     Ok(HttpResponse::Ok().finish())
 }
@@ -145,11 +141,7 @@ async fn whatsapp_post(
         .as_ref()
         .or(s.meta_app_secret.as_ref())
         .ok_or(not_configured("webhook"))?;
-    let sig = header(&req, "x-hub-signature-256");
-    check(
-        sig.is_some(),
-        signature::verify_meta(secret.expose_secret().as_bytes(), &body, sig),
-    )?;
+    check_hub_signature(&req, secret, &body)?;
     let events = whatsapp::parse(&body).map_err(bad_body)?;
     store_events(&services, ChannelKind::WhatsApp, events).await?;
     Ok(HttpResponse::Ok().finish())

@@ -10,7 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor
 use super::thread::SupportAddress;
 use crate::channels::{Connector, SendError};
 use crate::model::{AuthorKind, ChannelKind, Message};
-use crate::store::{Delivery, EmailThread, SharedStore, StoreError};
+use crate::store::{Delivery, EmailThread, SharedStore};
 
 /// References kept in an outgoing mail: the first (the thread's root) and the latest ones.
 /// Clients thread on these; a conversation of hundreds of mails must not make a header of
@@ -73,15 +73,6 @@ fn redacted(text: &str, url: &str) -> String {
     }
 }
 
-fn store_failure(e: StoreError) -> SendError {
-    match e {
-        StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => {
-            SendError::Permanent(e.to_string())
-        }
-        other => SendError::Retryable(other.to_string()),
-    }
-}
-
 #[async_trait]
 impl Connector for EmailConnector {
     fn kind(&self) -> ChannelKind {
@@ -90,19 +81,14 @@ impl Connector for EmailConnector {
 
     async fn send(&self, delivery: &Delivery) -> Result<Option<String>, SendError> {
         let message = &delivery.message;
-        let thread = self
-            .store
-            .email_thread(message.conversation_id)
-            .await
-            .map_err(store_failure)?;
+        let thread = self.store.email_thread(message.conversation_id).await?;
         // The same id on every attempt: a retry after a lost answer is the same mail, and
         // clients that got it twice show it once.
         let message_id = format!("{}@{}", message.id, self.support.domain());
         // Remembered before sending, so a reply that arrives at once already threads.
         self.store
             .remember_sent_email(message.id, message.conversation_id, &message_id)
-            .await
-            .map_err(store_failure)?;
+            .await?;
         let mail = build(
             &thread,
             message,
