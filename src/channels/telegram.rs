@@ -846,20 +846,7 @@ mod tests {
         ));
     }
 
-    /// A tiny deterministic generator (xorshift), so the property test needs no new crate
-    /// and a failure reproduces.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::channels::webhook::fuzz::Rng;
 
     fn random_json(rng: &mut Rng, depth: u32) -> Value {
         const KEYS: &[&str] = &[
@@ -892,33 +879,14 @@ mod tests {
             "sticker",
             "first_name",
         ];
-        match rng.below(if depth == 0 { 5 } else { 8 }) {
-            0 => Value::Null,
-            1 => Value::Bool(rng.below(2) == 0),
-            2 => Value::from(rng.next() as i64),
-            3 => Value::from((rng.next() as f64) / 7.0),
-            4 => Value::from(KEYS[rng.below(KEYS.len() as u64) as usize]),
-            5 | 6 => Value::Object(
-                (0..rng.below(5))
-                    .map(|_| {
-                        let key = KEYS[rng.below(KEYS.len() as u64) as usize].to_string();
-                        (key, random_json(rng, depth - 1))
-                    })
-                    .collect(),
-            ),
-            _ => Value::Array(
-                (0..rng.below(4))
-                    .map(|_| random_json(rng, depth - 1))
-                    .collect(),
-            ),
-        }
+        crate::channels::webhook::fuzz::random_json(rng, depth, KEYS, KEYS)
     }
 
     #[test]
     fn arbitrary_bytes_and_random_json_never_panic() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..5_000 {
-            let len = rng.below(64) as usize;
+            let len = (rng.next() % 64) as usize;
             let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             let _ = parse(&bytes);
             let value = random_json(&mut rng, 5);

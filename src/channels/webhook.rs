@@ -125,3 +125,56 @@ pub fn to_inbound(
         sent_at: m.timestamp_ms.map(Timestamp::from_millis),
     })
 }
+
+/// Inputs for the parsers' never-panic property tests: deterministic, so a failure reproduces,
+/// and without an extra crate.
+#[cfg(test)]
+pub(crate) mod fuzz {
+    use serde_json::Value;
+
+    /// A linear congruential generator.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        /// The next number (31 well-mixed bits).
+        pub fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+
+        /// One of `xs`.
+        pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[(self.next() as usize) % xs.len()]
+        }
+    }
+
+    /// A random JSON document up to `depth` levels deep, built from the platform's own field
+    /// names (`keys`) and values (`strs`) so that the parsers' inner paths are reached.
+    pub fn random_json(r: &mut Rng, depth: u32, keys: &[&str], strs: &[&str]) -> Value {
+        match r.next() % if depth == 0 { 5 } else { 7 } {
+            0 => Value::Null,
+            1 => Value::Bool(r.next().is_multiple_of(2)),
+            2 => Value::from((r.next() as i64 - (1 << 30)).wrapping_mul(1_000_003)),
+            3 => Value::from(r.pick(strs)),
+            4 => Value::from(f64::from(r.next() as u32) / 7.0),
+            5 => Value::Array(
+                (0..r.next() % 4)
+                    .map(|_| random_json(r, depth - 1, keys, strs))
+                    .collect(),
+            ),
+            _ => Value::Object(
+                (0..r.next() % 6)
+                    .map(|_| {
+                        (
+                            r.pick(keys).to_owned(),
+                            random_json(r, depth - 1, keys, strs),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}

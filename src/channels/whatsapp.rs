@@ -801,19 +801,7 @@ mod tests {
         ));
     }
 
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            self.0 >> 33
-        }
-        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-            xs[(self.next() as usize) % xs.len()]
-        }
-    }
+    use crate::channels::webhook::fuzz::{Rng as Lcg, random_json};
 
     fn random_value(r: &mut Lcg, depth: u32) -> Value {
         const KEYS: &[&str] = &[
@@ -870,27 +858,7 @@ mod tests {
             "123",
             "9999999999999999999999",
         ];
-        match if depth == 0 {
-            r.next() % 5
-        } else {
-            r.next() % 7
-        } {
-            0 => Value::Null,
-            1 => Value::Bool(r.next().is_multiple_of(2)),
-            2 => json!((r.next() as i64).wrapping_mul(1_000_000_000_000)),
-            3 => json!(r.pick(STRS)),
-            4 => json!(f64::from(r.next() as u32) / 3.0),
-            5 => Value::Array(
-                (0..r.next() % 4)
-                    .map(|_| random_value(r, depth - 1))
-                    .collect(),
-            ),
-            _ => Value::Object(
-                (0..r.next() % 6)
-                    .map(|_| (r.pick(KEYS).to_owned(), random_value(r, depth - 1)))
-                    .collect(),
-            ),
-        }
+        random_json(r, depth, KEYS, STRS)
     }
 
     #[test]
