@@ -134,6 +134,9 @@ pub struct ImapPoller {
     pipeline: Pipeline,
     store: SharedStore,
     interval: Duration,
+    /// One poll at a time per mailbox: the worker's poll and one driven by a test or an
+    /// operator would otherwise fetch the same new mail twice.
+    polling: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ImapPoller {
@@ -151,6 +154,7 @@ impl ImapPoller {
             pipeline,
             store,
             interval,
+            polling: Arc::default(),
         }
     }
 
@@ -183,6 +187,7 @@ impl ImapPoller {
     /// One step: connects, imports every mail after the stored position, disconnects.
     /// Returns how many mails were stored.
     pub async fn poll_once(&self) -> Result<usize, ImapError> {
+        let _one_at_a_time = self.polling.lock().await;
         let tcp = tokio::time::timeout(
             Duration::from_secs(30),
             TcpStream::connect((self.url.host.as_str(), self.url.port)),
