@@ -32,6 +32,15 @@ pub enum SendError {
     /// A timeout, a 5xx, a 429, a dropped connection: try again later.
     #[error("temporary failure: {0}")]
     Retryable(String),
+    /// The platform asked us to wait (HTTP 429 with `Retry-After`, Telegram's `retry_after`):
+    /// the next attempt comes no sooner than that, whatever the backoff says.
+    #[error("rate limited: {why}")]
+    Throttled {
+        /// What the platform said.
+        why: String,
+        /// How long it asked us to wait.
+        retry_after: Duration,
+    },
     /// The channel refused the message for good (bad recipient, window closed, 4xx).
     #[error("permanent failure: {0}")]
     Permanent(String),
@@ -128,25 +137,17 @@ impl Dispatcher {
                 delivery.channel
             ));
         };
-        match connector.send(delivery).await {
-            Ok(external_id) => DeliveryOutcome::Sent(external_id),
-            Err(SendError::Permanent(why)) => DeliveryOutcome::Failed(why),
-            Err(SendError::Retryable(why)) if delivery.attempts + 1 >= MAX_DELIVERY_ATTEMPTS => {
-                DeliveryOutcome::Failed(format!(
-                    "gave up after {MAX_DELIVERY_ATTEMPTS} attempts: {why}"
-                ))
-            }
-            Err(SendError::Retryable(why)) => {
-                let wait = retry_delay(delivery.attempts);
-                tracing::warn!(message_id = %delivery.message.id, channel = %delivery.channel,
-                    attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %why,
-                    "delivery failed; will retry");
-                DeliveryOutcome::RetryAt(
-                    Timestamp::from_millis(Timestamp::now().as_millis() + wait.as_millis() as i64),
-                    why,
-                )
-            }
+        let outcome = delivery_outcome(
+            delivery.attempts,
+            connector.send(delivery).await,
+            Timestamp::now(),
+        );
+        if let DeliveryOutcome::RetryAt(at, why) = &outcome {
+            tracing::warn!(message_id = %delivery.message.id, channel = %delivery.channel,
+                attempt = delivery.attempts + 1, retry_at_ms = at.as_millis(), error = %why,
+                "delivery failed; will retry");
         }
+        outcome
     }
 
     /// Runs until `shutdown` turns true: delivers on every kick and at least once a second
@@ -167,6 +168,35 @@ impl Dispatcher {
     }
 }
 
+/// The longest a platform's `retry_after` can hold a message back per attempt; a bogus
+/// answer of "wait a week" must not park a customer's reply for a week.
+pub const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60 * 60);
+
+/// What one send attempt means for the stored message, `attempts` being the failed attempts
+/// before this one.
+pub fn delivery_outcome(
+    attempts: u32,
+    result: Result<Option<String>, SendError>,
+    now: Timestamp,
+) -> DeliveryOutcome {
+    let (why, wait) = match result {
+        Ok(external_id) => return DeliveryOutcome::Sent(external_id),
+        Err(SendError::Permanent(why)) => return DeliveryOutcome::Failed(why),
+        Err(SendError::Retryable(why)) => (why, retry_delay(attempts)),
+        Err(SendError::Throttled { why, retry_after }) => (
+            why,
+            retry_delay(attempts).max(retry_after.min(MAX_THROTTLE_WAIT)),
+        ),
+    };
+    if attempts + 1 >= MAX_DELIVERY_ATTEMPTS {
+        return DeliveryOutcome::Failed(format!(
+            "gave up after {MAX_DELIVERY_ATTEMPTS} attempts: {why}"
+        ));
+    }
+    let at = now.as_millis().saturating_add(wait.as_millis() as i64);
+    DeliveryOutcome::RetryAt(Timestamp::from_millis(at), why)
+}
+
 /// Exponential backoff with full jitter: up to 2^attempts seconds, capped at 30 minutes, so
 /// many failing messages do not retry in lockstep.
 pub fn retry_delay(attempts: u32) -> Duration {
@@ -184,5 +214,49 @@ mod tests {
         assert!(retry_delay(0) <= Duration::from_secs(1));
         assert!(retry_delay(3) >= Duration::from_secs(4));
         assert!(retry_delay(40) <= Duration::from_secs(30 * 60));
+    }
+
+    fn retry_at(outcome: DeliveryOutcome) -> i64 {
+        match outcome {
+            DeliveryOutcome::RetryAt(at, _) => at.as_millis(),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_platform_that_asks_to_wait_is_not_retried_sooner() {
+        let now = Timestamp::from_millis(1_000_000);
+        let throttled = SendError::Throttled {
+            why: "Too Many Requests".into(),
+            retry_after: Duration::from_secs(30),
+        };
+        let at = retry_at(delivery_outcome(0, Err(throttled), now));
+        assert!(at >= 1_000_000 + 30_000, "{at}");
+        // A longer backoff than the platform asked for still applies.
+        let late = SendError::Throttled {
+            why: "slow down".into(),
+            retry_after: Duration::from_secs(1),
+        };
+        assert!(retry_at(delivery_outcome(12, Err(late), now)) >= 1_000_000 + 1_024_000);
+    }
+
+    #[test]
+    fn a_retry_after_of_a_week_is_capped_at_an_hour() {
+        let now = Timestamp::from_millis(0);
+        let err = SendError::Throttled {
+            why: "wait".into(),
+            retry_after: Duration::from_secs(7 * 24 * 3600),
+        };
+        assert!(retry_at(delivery_outcome(0, Err(err), now)) <= 3_600_000);
+    }
+
+    #[test]
+    fn throttling_counts_toward_giving_up() {
+        let err = SendError::Throttled {
+            why: "wait".into(),
+            retry_after: Duration::from_secs(1),
+        };
+        let outcome = delivery_outcome(MAX_DELIVERY_ATTEMPTS - 1, Err(err), Timestamp::now());
+        assert!(matches!(outcome, DeliveryOutcome::Failed(why) if why.contains("gave up")));
     }
 }

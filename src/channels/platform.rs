@@ -71,6 +71,11 @@ pub(crate) async fn read_answer(
         ))
     })?;
     let status = response.status();
+    let retry_after_header = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let body = response.text().await.map_err(|e| {
         SendError::Retryable(redact(
             &format!("{platform}: reading the answer failed: {}", e.without_url()),
@@ -83,9 +88,20 @@ pub(crate) async fn read_answer(
     }
     let short = redact(&excerpt(&body), secret);
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        return Err(SendError::Retryable(format!(
-            "{platform} answered {status}: {short}"
-        )));
+        let why = format!("{platform} answered {status}: {short}");
+        // Telegram says how long to wait in the body, HTTP in the Retry-After header (in
+        // seconds; its date form is rare for APIs and falls back to the backoff).
+        let wait = json
+            .pointer("/parameters/retry_after")
+            .and_then(Value::as_u64)
+            .or(retry_after_header);
+        return Err(match wait {
+            Some(secs) => SendError::Throttled {
+                why,
+                retry_after: std::time::Duration::from_secs(secs),
+            },
+            None => SendError::Retryable(why),
+        });
     }
     if status.is_client_error() {
         let reason = error_message(&json)
@@ -174,6 +190,15 @@ pub(crate) mod stand_in {
 
     /// Starts a server on 127.0.0.1 answering `status` with the JSON `body`.
     pub async fn start(status: u16, body: &str) -> StandIn {
+        start_with_headers(status, &[], body).await
+    }
+
+    /// Like [`start`], with extra response headers.
+    pub async fn start_with_headers(status: u16, headers: &[(&str, &str)], body: &str) -> StandIn {
+        let extra: String = headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -228,7 +253,7 @@ pub(crate) mod stand_in {
                     body: req_body,
                 });
                 let answer = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = socket.write_all(answer.as_bytes()).await;

@@ -965,7 +965,7 @@ mod connector_tests {
     }
 
     #[tokio::test]
-    async fn flood_control_is_retryable() {
+    async fn flood_control_is_retried_no_sooner_than_telegram_asks() {
         let server = start(
             429,
             r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#,
@@ -977,7 +977,10 @@ mod connector_tests {
             .send(&delivery)
             .await
             .unwrap_err();
-        assert!(matches!(err, SendError::Retryable(_)), "{err}");
+        assert!(
+            matches!(err, SendError::Throttled { retry_after, .. } if retry_after.as_secs() == 5),
+            "{err}"
+        );
     }
 
     #[tokio::test]

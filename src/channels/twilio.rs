@@ -598,6 +598,26 @@ mod connector_tests {
     }
 
     #[tokio::test]
+    async fn too_many_requests_waits_as_long_as_the_retry_after_header_says() {
+        let server = crate::channels::platform::stand_in::start_with_headers(
+            429,
+            &[("Retry-After", "17")],
+            r#"{"code":20429,"message":"Too Many Requests"}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Sms, "+15557654321", AuthorKind::Bot, "Hi").await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SendError::Throttled { retry_after, .. } if retry_after.as_secs() == 17),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_bad_request_is_permanent_with_twilios_message() {
         let server = start(
             400,
