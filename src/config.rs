@@ -87,6 +87,11 @@ pub struct Settings {
     pub telegram_bot_token: Option<SecretString>,
     /// What Telegram must send as X-Telegram-Bot-Api-Secret-Token.
     pub telegram_secret_token: Option<SecretString>,
+    /// More Telegram bots beside the default one, by name: each answers at
+    /// /webhooks/telegram/{name} and replies through its own token. In the config file as
+    /// `[telegram_bots.sales]` with `token` and `secret_token`; in the environment as
+    /// `BATON_TELEGRAM_BOTS__SALES__TOKEN` and `BATON_TELEGRAM_BOTS__SALES__SECRET_TOKEN`.
+    pub telegram_bots: std::collections::BTreeMap<String, TelegramBot>,
     /// Twilio account SID.
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token: verifies X-Twilio-Signature and authenticates sends.
@@ -141,6 +146,7 @@ impl Default for Settings {
             whatsapp_phone_number_id: None,
             telegram_bot_token: None,
             telegram_secret_token: None,
+            telegram_bots: Default::default(),
             twilio_account_sid: None,
             twilio_auth_token: None,
             twilio_from: None,
@@ -149,6 +155,24 @@ impl Default for Settings {
             twilio_api_url: "https://api.twilio.com".into(),
         }
     }
+}
+
+/// A named Telegram bot.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TelegramBot {
+    /// Its Bot API token.
+    pub token: SecretString,
+    /// What Telegram must send as X-Telegram-Bot-Api-Secret-Token for this bot.
+    pub secret_token: SecretString,
+}
+
+/// Whether a name can be a Telegram bot's: it becomes a URL path segment and a prefix of
+/// its chats' ids (`<name>/<chat id>`), so 1 to 32 of a-z, 0-9, `-` and `_`.
+pub fn valid_bot_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Flags given on the command line, which win over everything else.
@@ -190,6 +214,9 @@ impl Settings {
         builder = builder.add_source(
             config::Environment::with_prefix("BATON")
                 .prefix_separator("_")
+                // Nested tables (named Telegram bots) as BATON_TELEGRAM_BOTS__SALES__TOKEN;
+                // ordinary keys have single underscores and stay flat.
+                .separator("__")
                 .try_parsing(true),
         );
         let mut settings: Settings = builder.build()?.try_deserialize()?;
@@ -260,6 +287,12 @@ impl Settings {
                 });
             }
         }
+        if let Some(name) = self.telegram_bots.keys().find(|n| !valid_bot_name(n)) {
+            return Err(ConfigError::Invalid {
+                key: "telegram_bots",
+                why: format!("bot name {name:?} must be 1 to 32 of a-z, 0-9, - and _"),
+            });
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
@@ -300,6 +333,35 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:0");
         assert_eq!(s.clickhouse_database, "support");
         assert_eq!(s.api_token.unwrap().expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn named_telegram_bots_come_from_the_file_and_bad_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("baton.toml");
+        std::fs::write(
+            &file,
+            "[telegram_bots.sales]\ntoken = \"1:sales\"\nsecret_token = \"s-sales\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), Overrides::default()).unwrap();
+        let bot = &s.telegram_bots["sales"];
+        assert_eq!(bot.token.expose_secret(), "1:sales");
+        assert_eq!(bot.secret_token.expose_secret(), "s-sales");
+        assert!(!format!("{s:?}").contains("1:sales"));
+
+        std::fs::write(
+            &file,
+            "[telegram_bots.\"Sales/../x\"]\ntoken = \"t\"\nsecret_token = \"s\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Settings::load(Some(&file), Overrides::default()),
+            Err(ConfigError::Invalid {
+                key: "telegram_bots",
+                ..
+            })
+        ));
     }
 
     #[test]

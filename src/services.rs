@@ -247,12 +247,16 @@ fn register_platforms(
             phone.clone(),
         )));
     }
-    if let Some(token) = &s.telegram_bot_token {
-        channels.register(Arc::new(TelegramConnector::new(
+    if s.telegram_bot_token.is_some() || !s.telegram_bots.is_empty() {
+        channels.register(Arc::new(TelegramConnector::with_bots(
             store.clone(),
             http.clone(),
             s.telegram_api_url.clone(),
-            token.clone(),
+            s.telegram_bot_token.clone(),
+            s.telegram_bots
+                .iter()
+                .map(|(name, bot)| (name.clone(), bot.token.clone()))
+                .collect(),
         )));
     }
     if let (Some(sid), Some(token), Some(from)) =

@@ -389,25 +389,109 @@ pub struct TelegramConnector {
     store: crate::store::SharedStore,
     http: reqwest::Client,
     base_url: String,
-    bot_token: secrecy::SecretString,
+    /// The default bot's token, for chats without a bot prefix.
+    bot_token: Option<secrecy::SecretString>,
+    /// Named bots' tokens, for chats stored as `<bot>/<chat id>`.
+    named: std::collections::HashMap<String, secrecy::SecretString>,
 }
 
 impl TelegramConnector {
     /// A connector calling the Bot API at `base_url` (e.g. `https://api.telegram.org`) with
-    /// the bot's token.
+    /// the default bot's token.
     pub fn new(
         store: crate::store::SharedStore,
         http: reqwest::Client,
         base_url: String,
         bot_token: secrecy::SecretString,
     ) -> Self {
+        Self::with_bots(store, http, base_url, Some(bot_token), Default::default())
+    }
+
+    /// A connector for the default bot (if any) and named bots.
+    pub fn with_bots(
+        store: crate::store::SharedStore,
+        http: reqwest::Client,
+        base_url: String,
+        bot_token: Option<secrecy::SecretString>,
+        named: std::collections::HashMap<String, secrecy::SecretString>,
+    ) -> Self {
         Self {
             store,
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             bot_token,
+            named,
         }
     }
+
+    /// The token and chat id for a stored recipient: `<bot>/<chat>` for a named bot's chat,
+    /// a bare chat id for the default bot's.
+    fn route<'a>(
+        &'a self,
+        recipient: &'a str,
+    ) -> Result<(&'a secrecy::SecretString, Option<&'a str>, &'a str), crate::channels::SendError>
+    {
+        use crate::channels::SendError;
+        match recipient.split_once('/') {
+            Some((bot, chat)) => self
+                .named
+                .get(bot)
+                .map(|token| (token, Some(bot), chat))
+                .ok_or_else(|| {
+                    SendError::Permanent(format!(
+                        "the Telegram bot {bot:?} this chat came through is no longer configured"
+                    ))
+                }),
+            None => self
+                .bot_token
+                .as_ref()
+                .map(|token| (token, None, recipient))
+                .ok_or_else(|| {
+                    SendError::Permanent("the default Telegram bot is not configured".into())
+                }),
+        }
+    }
+}
+
+/// Rewrites a named bot's events so their ids name the bot: `<bot>/<chat id>` for senders
+/// and `<bot>/<chat id>:<message id>` for messages.
+///
+/// Telegram's ids are per bot: the same person has the same user id with every bot, and
+/// message ids are only unique within a chat, so two bots' messages could collide and be
+/// taken for redeliveries. The prefixed sender id is also the address a reply needs, since
+/// only the bot the customer wrote to can answer them. The default bot keeps bare ids.
+pub fn for_bot(bot: &str, events: Vec<WebhookEvent>) -> Vec<WebhookEvent> {
+    let named = |id: String| format!("{bot}/{id}");
+    events
+        .into_iter()
+        .map(|event| match event {
+            WebhookEvent::Message(m) => WebhookEvent::Message(PlatformMessage {
+                external_sender_id: named(m.external_sender_id),
+                external_message_id: named(m.external_message_id),
+                reply_to: m.reply_to.map(named),
+                ..m
+            }),
+            WebhookEvent::Edit {
+                external_message_id,
+                external_sender_id,
+                text,
+            } => WebhookEvent::Edit {
+                external_message_id: named(external_message_id),
+                external_sender_id: named(external_sender_id),
+                text,
+            },
+            WebhookEvent::Status {
+                external_message_id,
+                status,
+                error,
+            } => WebhookEvent::Status {
+                external_message_id: named(external_message_id),
+                status,
+                error,
+            },
+            other => other,
+        })
+        .collect()
 }
 
 /// The error of a Bot API answer: `description`, and `retry_after` when Telegram asks to wait.
@@ -442,13 +526,14 @@ impl crate::channels::Connector for TelegramConnector {
             .store
             .channel_recipient(message.conversation_id)
             .await?;
+        let (token, bot, chat) = self.route(&recipient.external_id)?;
         // Numeric chat ids go as numbers; anything else (an @channel name) as a string.
-        let chat_id: Value = match recipient.external_id.parse::<i64>() {
+        let chat_id: Value = match chat.parse::<i64>() {
             Ok(n) => n.into(),
-            Err(_) => recipient.external_id.clone().into(),
+            Err(_) => chat.into(),
         };
         let body = serde_json::json!({"chat_id": chat_id, "text": message.text});
-        let token = self.bot_token.expose_secret();
+        let token = token.expose_secret();
         let result = self
             .http
             .post(format!("{}/bot{}/sendMessage", self.base_url, token))
@@ -475,9 +560,11 @@ impl crate::channels::Connector for TelegramConnector {
         let chat = result
             .and_then(|r| r.pointer("/chat/id"))
             .and_then(Value::as_i64)
-            .map(|c| c.to_string())
-            .unwrap_or(recipient.external_id);
-        Ok(Some(format!("{chat}:{message_id}")))
+            .map_or_else(|| chat.to_owned(), |c| c.to_string());
+        Ok(Some(match bot {
+            Some(bot) => format!("{bot}/{chat}:{message_id}"),
+            None => format!("{chat}:{message_id}"),
+        }))
     }
 }
 
@@ -943,6 +1030,45 @@ mod connector_tests {
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, format!("/bot{TOKEN}/sendMessage"));
         assert_eq!(r.json(), serde_json::json!({"chat_id": 4242, "text": "Hi"}));
+    }
+
+    #[tokio::test]
+    async fn a_named_bots_chat_is_answered_with_that_bots_token() {
+        let server = start(
+            200,
+            r#"{"ok":true,"result":{"message_id":9,"chat":{"id":4242,"type":"private"},"date":1700000000,"text":"Hi"}}"#,
+        )
+        .await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Telegram, "sales/4242", AuthorKind::Agent, "Hi").await;
+        let connector = TelegramConnector::with_bots(
+            store,
+            reqwest::Client::new(),
+            server.url.clone(),
+            Some(SecretString::from(TOKEN)),
+            [("sales".to_string(), SecretString::from("999:sales-token"))].into(),
+        );
+        let id = connector.send(&delivery).await.unwrap();
+        assert_eq!(id.as_deref(), Some("sales/4242:9"));
+        let r = &server.requests()[0];
+        assert_eq!(r.path, "/bot999:sales-token/sendMessage");
+        assert_eq!(r.json(), serde_json::json!({"chat_id": 4242, "text": "Hi"}));
+    }
+
+    #[tokio::test]
+    async fn a_chat_of_a_bot_no_longer_configured_fails_for_good() {
+        let server = start(200, "{}").await;
+        let (_dir, store, delivery) =
+            store_with_delivery(ChannelKind::Telegram, "gone/4242", AuthorKind::Agent, "Hi").await;
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("no longer configured")),
+            "{err}"
+        );
+        assert!(server.requests().is_empty());
     }
 
     #[tokio::test]

@@ -157,20 +157,40 @@ async fn telegram_post(
         .telegram_secret_token
         .as_ref()
         .ok_or(not_configured("webhook"))?;
-    let token = header(&req, "x-telegram-bot-api-secret-token");
-    check(
-        token.is_some(),
-        signature::verify_telegram(expected.expose_secret(), token),
-    )?;
+    check_telegram_secret(&req, expected)?;
     let events = telegram::parse(&body).map_err(bad_body)?;
     store_events(&services, ChannelKind::Telegram, events).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
-/// Named bots beside the default one are not configurable yet.
-async fn telegram_named(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let _ = path;
-    Err(not_configured("bot"))
+/// A named bot from the config file: its own secret token, its chats kept apart by name.
+async fn telegram_named(
+    req: HttpRequest,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let bot = services
+        .settings
+        .telegram_bots
+        .get(&name)
+        .ok_or(not_configured("bot"))?;
+    check_telegram_secret(&req, &bot.secret_token)?;
+    let events = telegram::for_bot(&name, telegram::parse(&body).map_err(bad_body)?);
+    store_events(&services, ChannelKind::Telegram, events).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+fn check_telegram_secret(
+    req: &HttpRequest,
+    expected: &secrecy::SecretString,
+) -> Result<(), ApiError> {
+    let token = header(req, "x-telegram-bot-api-secret-token");
+    check(
+        token.is_some(),
+        signature::verify_telegram(expected.expose_secret(), token),
+    )
 }
 
 async fn twilio_post(

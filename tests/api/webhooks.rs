@@ -430,6 +430,100 @@ async fn the_bots_answer_to_a_telegram_customer_leaves_through_telegrams_api() {
 }
 
 #[tokio::test]
+async fn a_named_telegram_bot_has_its_own_secret_its_own_chats_and_answers_with_its_own_token() {
+    let api =
+        stand_in(json!({"ok": true, "result": {"message_id": 7, "chat": {"id": 5151}}})).await;
+    let base = api.url.clone();
+    let app = spawn_app_with(|s| {
+        s.telegram_secret_token = Some(TG_SECRET.to_owned().into());
+        s.telegram_bot_token = Some("111:DEFAULT-TOKEN".to_owned().into());
+        s.telegram_bots.insert(
+            "sales".into(),
+            baton::config::TelegramBot {
+                token: "222:SALES-TOKEN".to_owned().into(),
+                secret_token: "sales-secret".to_owned().into(),
+            },
+        );
+        s.telegram_api_url = base;
+    })
+    .await;
+    // The same person, the same message id, through both bots: two messages, not a replay.
+    let update = json!({"update_id": 1, "message": {"message_id": 3, "date": 1732440000,
+        "from": {"id": 5151, "is_bot": false, "first_name": "Una"},
+        "chat": {"id": 5151, "type": "private"}, "text": "What are your opening hours?"}});
+    let body = serde_json::to_vec(&update).unwrap();
+    let tg = "x-telegram-bot-api-secret-token";
+    let default = app
+        .post_signed("/webhooks/telegram", &body, Some((tg, TG_SECRET.into())))
+        .await;
+    assert_eq!(default.status(), 200);
+    // Each bot checks its own secret: the default bot's is wrong here.
+    let wrong = app
+        .post_signed(
+            "/webhooks/telegram/sales",
+            &body,
+            Some((tg, TG_SECRET.into())),
+        )
+        .await;
+    assert_eq!(wrong.status(), 403);
+    let unknown = app
+        .post_signed(
+            "/webhooks/telegram/nope",
+            &body,
+            Some((tg, "sales-secret".into())),
+        )
+        .await;
+    assert_eq!(unknown.status(), 404);
+    for _ in 0..2 {
+        let sales = app
+            .post_signed(
+                "/webhooks/telegram/sales",
+                &body,
+                Some((tg, "sales-secret".into())),
+            )
+            .await;
+        assert_eq!(sales.status(), 200);
+    }
+    let conversations = app.conversations_on("telegram").await;
+    assert_eq!(
+        conversations.len(),
+        2,
+        "one chat per bot: {conversations:?}"
+    );
+    assert_eq!(
+        app.inbound_texts("telegram").await.len(),
+        2,
+        "the replay stored once"
+    );
+    crate::helpers::eventually("both bots answered", || async {
+        (api.seen.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    let mut paths: Vec<String> = api
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.0.clone())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/bot111:DEFAULT-TOKEN/sendMessage",
+            "/bot222:SALES-TOKEN/sendMessage"
+        ]
+    );
+    assert!(
+        api.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| s.2["chat_id"] == json!(5151))
+    );
+}
+
+#[tokio::test]
 async fn an_agent_reply_outside_whatsapps_window_is_refused_at_once_with_the_reason() {
     let app = spawn_app_with(|s| {
         s.meta_app_secret = Some(META_SECRET.to_owned().into());
