@@ -436,36 +436,68 @@ impl crate::channels::Connector for MetaConnector {
             message.author_kind,
         )
         .map_err(crate::channels::SendError::Permanent)?;
-        let mut body = serde_json::json!({
-            "recipient": {"id": recipient.external_id},
-            "message": {"text": message.text},
-        });
-        match tag {
-            Some(tag) => {
-                body["messaging_type"] = "MESSAGE_TAG".into();
-                body["tag"] = tag.into();
-            }
-            None => body["messaging_type"] = "RESPONSE".into(),
-        }
-        let token = self.page_token.expose_secret();
-        let result = self
-            .http
-            .post(format!("{}/me/messages", self.base_url))
-            .bearer_auth(token)
-            .timeout(SEND_TIMEOUT)
-            .json(&body)
-            .send()
-            .await;
         let platform = match self.kind {
             crate::model::ChannelKind::Instagram => "Instagram",
             _ => "Messenger",
         };
-        let answer = read_answer(platform, result, token, graph_error_message).await?;
-        Ok(answer
-            .get("message_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned))
+        // Messenger and Instagram carry a file or text in one message, never both: a file
+        // goes first and its caption right after it. The file's id is the one kept (receipts
+        // name the latest delivered message anyway). If the caption fails after the file
+        // went out, the retry sends both again: a repeated file beats a lost caption.
+        let mut parts = Vec::with_capacity(2);
+        if let Some(file) = message.attachments.first() {
+            parts.push(serde_json::json!({"attachment": attachment_payload(file)}));
+        }
+        parts.push(serde_json::json!({"text": message.text}));
+        let mut first_id = None;
+        for part in parts {
+            let mut body = serde_json::json!({
+                "recipient": {"id": recipient.external_id},
+                "message": part,
+            });
+            match tag {
+                Some(tag) => {
+                    body["messaging_type"] = "MESSAGE_TAG".into();
+                    body["tag"] = tag.into();
+                }
+                None => body["messaging_type"] = "RESPONSE".into(),
+            }
+            let token = self.page_token.expose_secret();
+            let result = self
+                .http
+                .post(format!("{}/me/messages", self.base_url))
+                .bearer_auth(token)
+                .timeout(SEND_TIMEOUT)
+                .json(&body)
+                .send()
+                .await;
+            let answer = read_answer(platform, result, token, graph_error_message).await?;
+            let id = answer
+                .get("message_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            first_id = first_id.or(id);
+        }
+        Ok(first_id)
     }
+}
+
+/// The Send API's attachment object for a file Meta fetches from its URL.
+fn attachment_payload(file: &crate::model::Attachment) -> Value {
+    let ct = file.content_type.as_str();
+    let kind = if ct.starts_with("image/") {
+        "image"
+    } else if ct.starts_with("video/") {
+        "video"
+    } else if ct.starts_with("audio/") {
+        "audio"
+    } else {
+        "file"
+    };
+    serde_json::json!({
+        "type": kind,
+        "payload": {"url": file.url.clone().unwrap_or_default(), "is_reusable": true},
+    })
 }
 
 #[cfg(test)]
@@ -930,6 +962,8 @@ mod tests {
 mod connector_tests {
     use std::time::Duration;
 
+    use serde_json::json;
+
     use secrecy::SecretString;
 
     use super::*;
@@ -948,6 +982,34 @@ mod connector_tests {
             url.to_owned(),
             SecretString::from("page-token-xyz"),
         )
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_first_by_url_and_its_caption_right_after() {
+        let server = start(200, r#"{"recipient_id":"igsid-1","message_id":"m_file"}"#).await;
+        let (_dir, store, mut delivery) = store_with_delivery(
+            ChannelKind::Instagram,
+            "igsid-1",
+            AuthorKind::Agent,
+            "Your label",
+        )
+        .await;
+        let file = crate::channels::platform::test_file("application/pdf", "label.pdf");
+        delivery.message.attachments = vec![file.clone()];
+        let id = connector(ChannelKind::Instagram, store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap();
+        assert_eq!(id.as_deref(), Some("m_file"));
+        let bodies: Vec<Value> = server.requests().iter().map(|r| r.json()).collect();
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(
+            bodies[0]["message"],
+            json!({"attachment": {"type": "file",
+                "payload": {"url": file.url.unwrap(), "is_reusable": true}}})
+        );
+        assert_eq!(bodies[1]["message"], json!({"text": "Your label"}));
+        assert!(bodies.iter().all(|b| b["recipient"]["id"] == "igsid-1"));
     }
 
     #[tokio::test]

@@ -144,6 +144,19 @@ pub fn reply_window(
     }
 }
 
+/// A file sent by URL, for connector tests.
+#[cfg(test)]
+pub(crate) fn test_file(content_type: &str, name: &str) -> crate::model::Attachment {
+    crate::model::Attachment {
+        content_type: content_type.into(),
+        url: Some(format!("https://files.example.com/{name}")),
+        name: Some(name.into()),
+        size: None,
+        content_id: None,
+        inline: false,
+    }
+}
+
 /// A stand-in HTTP server for connector tests: answers every request with one canned status
 /// and body, and records what it got.
 #[cfg(test)]
@@ -317,12 +330,11 @@ pub(crate) mod stand_in {
         let mut message = store
             .append_outbound(
                 receipt.conversation_id,
-                OutboundMessage {
-                    author_kind: crate::model::AuthorKind::Bot,
-                    agent_id: None,
-                    text: MessageText::parse(text).unwrap(),
-                    html: None,
-                },
+                OutboundMessage::text(
+                    crate::model::AuthorKind::Bot,
+                    None,
+                    MessageText::parse(text).unwrap(),
+                ),
             )
             .await
             .unwrap();
@@ -331,6 +343,7 @@ pub(crate) mod stand_in {
             message,
             channel: kind,
             attempts: 0,
+            template: None,
         };
         (dir, store, delivery)
     }

@@ -453,6 +453,42 @@ impl TelegramConnector {
     }
 }
 
+/// Telegram's limit on a caption, in characters.
+const MAX_CAPTION: usize = 1024;
+
+/// The Bot API method and body for one message: `sendMessage`, or for a file `sendPhoto`,
+/// `sendVideo`, `sendAudio` or `sendDocument` with the text as its caption (Telegram fetches
+/// the file from its URL).
+fn send_request(
+    chat_id: Value,
+    message: &crate::model::Message,
+) -> Result<(&'static str, Value), crate::channels::SendError> {
+    let Some(file) = message.attachments.first() else {
+        return Ok((
+            "sendMessage",
+            serde_json::json!({"chat_id": chat_id, "text": message.text}),
+        ));
+    };
+    if message.text.chars().count() > MAX_CAPTION {
+        return Err(crate::channels::SendError::Permanent(format!(
+            "Telegram captions are at most {MAX_CAPTION} characters; send the text on its own"
+        )));
+    }
+    let ct = file.content_type.as_str();
+    let (method, field) = if ct.starts_with("image/") && ct != "image/gif" && ct != "image/webp" {
+        ("sendPhoto", "photo")
+    } else if ct.starts_with("video/") {
+        ("sendVideo", "video")
+    } else if ct == "audio/mpeg" || ct == "audio/mp4" {
+        ("sendAudio", "audio")
+    } else {
+        ("sendDocument", "document")
+    };
+    let mut body = serde_json::json!({"chat_id": chat_id, "caption": message.text});
+    body[field] = file.url.clone().unwrap_or_default().into();
+    Ok((method, body))
+}
+
 /// Rewrites a named bot's events so their ids name the bot: `<bot>/<chat id>` for senders
 /// and `<bot>/<chat id>:<message id>` for messages.
 ///
@@ -532,11 +568,11 @@ impl crate::channels::Connector for TelegramConnector {
             Ok(n) => n.into(),
             Err(_) => chat.into(),
         };
-        let body = serde_json::json!({"chat_id": chat_id, "text": message.text});
+        let (method, body) = send_request(chat_id, message)?;
         let token = token.expose_secret();
         let result = self
             .http
-            .post(format!("{}/bot{}/sendMessage", self.base_url, token))
+            .post(format!("{}/bot{}/{method}", self.base_url, token))
             .timeout(super::platform::SEND_TIMEOUT)
             .json(&body)
             .send()
@@ -1053,6 +1089,56 @@ mod connector_tests {
         let r = &server.requests()[0];
         assert_eq!(r.path, "/bot999:sales-token/sendMessage");
         assert_eq!(r.json(), serde_json::json!({"chat_id": 4242, "text": "Hi"}));
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_by_url_through_the_matching_send_method_with_a_caption() {
+        use crate::channels::platform::test_file;
+        for (file, method, field) in [
+            (test_file("image/jpeg", "a.jpg"), "sendPhoto", "photo"),
+            (test_file("video/mp4", "a.mp4"), "sendVideo", "video"),
+            (test_file("audio/mpeg", "a.mp3"), "sendAudio", "audio"),
+            (
+                test_file("application/pdf", "a.pdf"),
+                "sendDocument",
+                "document",
+            ),
+        ] {
+            let server = start(
+                200,
+                r#"{"ok":true,"result":{"message_id":5,"chat":{"id":4242}}}"#,
+            )
+            .await;
+            let (_dir, store, mut delivery) =
+                store_with_delivery(ChannelKind::Telegram, "4242", AuthorKind::Agent, "Invoice")
+                    .await;
+            delivery.message.attachments = vec![file.clone()];
+            connector(store, &server.url).send(&delivery).await.unwrap();
+            let r = &server.requests()[0];
+            assert_eq!(r.path, format!("/bot{TOKEN}/{method}"));
+            let mut want = serde_json::json!({"chat_id": 4242, "caption": "Invoice"});
+            want[field] = file.url.clone().unwrap().into();
+            assert_eq!(r.json(), want);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caption_longer_than_telegram_takes_fails_with_the_reason_not_truncated() {
+        let server = start(200, "{}").await;
+        let long = "x".repeat(1025);
+        let (_dir, store, mut delivery) =
+            store_with_delivery(ChannelKind::Telegram, "4242", AuthorKind::Agent, &long).await;
+        delivery.message.attachments =
+            vec![crate::channels::platform::test_file("image/png", "a.png")];
+        let err = connector(store, &server.url)
+            .send(&delivery)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("1024")),
+            "{err}"
+        );
+        assert!(server.requests().is_empty());
     }
 
     #[tokio::test]

@@ -264,12 +264,19 @@ impl crate::channels::Connector for TwilioConnector {
             .store
             .channel_recipient(message.conversation_id)
             .await?;
-        let form = format!(
+        let mut form = format!(
             "To={}&From={}&Body={}",
             form_encode(&recipient.external_id),
             form_encode(&self.from),
             form_encode(&message.text)
         );
+        // MMS: Twilio fetches each file from its URL.
+        for file in &message.attachments {
+            if let Some(url) = &file.url {
+                form.push_str("&MediaUrl=");
+                form.push_str(&form_encode(url));
+            }
+        }
         let token = self.auth_token.expose_secret();
         let result = self
             .http
@@ -579,6 +586,21 @@ mod connector_tests {
         assert_eq!(
             r.body,
             "To=%2B15557654321&From=%2B15550001111&Body=Hi+%26+bye"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_as_mms_media_by_url() {
+        let server = start(201, r#"{"sid":"MM1","status":"queued"}"#).await;
+        let (_dir, store, mut delivery) =
+            store_with_delivery(ChannelKind::Sms, "+15557654321", AuthorKind::Agent, "Photo").await;
+        delivery.message.attachments =
+            vec![crate::channels::platform::test_file("image/png", "a b.png")];
+        connector(store, &server.url).send(&delivery).await.unwrap();
+        assert_eq!(
+            server.requests()[0].body,
+            "To=%2B15557654321&From=%2B15550001111&Body=Photo\
+             &MediaUrl=https%3A%2F%2Ffiles.example.com%2Fa+b.png"
         );
     }
 

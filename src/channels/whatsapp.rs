@@ -414,20 +414,17 @@ impl crate::channels::Connector for WhatsAppConnector {
             .store
             .channel_recipient(message.conversation_id)
             .await?;
-        reply_window(
-            crate::model::ChannelKind::WhatsApp,
-            recipient.last_inbound_at,
-            crate::model::Timestamp::now(),
-            message.author_kind,
-        )
-        .map_err(crate::channels::SendError::Permanent)?;
-        let body = serde_json::json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": recipient.external_id,
-            "type": "text",
-            "text": {"body": message.text},
-        });
+        // A template is what WhatsApp delivers outside the window; anything else is refused.
+        if delivery.template.is_none() {
+            reply_window(
+                crate::model::ChannelKind::WhatsApp,
+                recipient.last_inbound_at,
+                crate::model::Timestamp::now(),
+                message.author_kind,
+            )
+            .map_err(crate::channels::SendError::Permanent)?;
+        }
+        let body = send_body(&recipient.external_id, message, delivery.template.as_ref());
         let token = self.token.expose_secret();
         let result = self
             .http
@@ -446,6 +443,58 @@ impl crate::channels::Connector for WhatsAppConnector {
             .and_then(Value::as_str)
             .map(str::to_owned))
     }
+}
+
+/// The Cloud API request for one message: a template, one file with the text as its
+/// caption, or plain text.
+fn send_body(
+    to: &str,
+    message: &crate::model::Message,
+    template: Option<&crate::model::MessageTemplate>,
+) -> Value {
+    let mut body = serde_json::json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+    });
+    if let Some(t) = template {
+        let parameters: Vec<Value> = t
+            .parameters
+            .iter()
+            .map(|p| serde_json::json!({"type": "text", "text": p}))
+            .collect();
+        let mut template = serde_json::json!({"name": t.name, "language": {"code": t.language}});
+        if !parameters.is_empty() {
+            template["components"] =
+                serde_json::json!([{"type": "body", "parameters": parameters}]);
+        }
+        body["type"] = "template".into();
+        body["template"] = template;
+    } else if let Some(file) = message.attachments.first() {
+        let link = file.url.clone().unwrap_or_default();
+        let ct = file.content_type.as_str();
+        // Audio and stickers take no caption on WhatsApp, so with text they go as a document,
+        // which does: the customer gets the words and the file in one message.
+        let kind = if ct.starts_with("image/") && ct != "image/webp" {
+            "image"
+        } else if ct.starts_with("video/") {
+            "video"
+        } else {
+            "document"
+        };
+        let mut media = serde_json::json!({"link": link, "caption": message.text});
+        if kind == "document"
+            && let Some(name) = &file.name
+        {
+            media["filename"] = name.clone().into();
+        }
+        body["type"] = kind.into();
+        body[kind] = media;
+    } else {
+        body["type"] = "text".into();
+        body["text"] = serde_json::json!({"body": message.text});
+    }
+    body
 }
 
 #[cfg(test)]
@@ -1050,6 +1099,69 @@ mod connector_tests {
             "{err}"
         );
         assert!(server.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_template_goes_out_even_after_the_window_closed() {
+        let server = start(200, r#"{"messages":[{"id":"wamid.tpl"}]}"#).await;
+        let (dir, store, mut delivery) = store_with_delivery(
+            ChannelKind::WhatsApp,
+            "4915112345678",
+            AuthorKind::Agent,
+            "[template]",
+        )
+        .await;
+        crate::channels::platform::stand_in::backdate_inbound(&dir, 72).await;
+        delivery.template = Some(
+            crate::model::MessageTemplate::parse("order_update", "de", vec!["#123".into()])
+                .unwrap(),
+        );
+        let id = connector(store, &server.url).send(&delivery).await.unwrap();
+        assert_eq!(id.as_deref(), Some("wamid.tpl"));
+        assert_eq!(
+            server.requests()[0].json(),
+            serde_json::json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "4915112345678",
+                "type": "template",
+                "template": {
+                    "name": "order_update",
+                    "language": {"code": "de"},
+                    "components": [{"type": "body", "parameters": [{"type": "text", "text": "#123"}]}],
+                },
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_as_the_matching_media_type_with_the_text_as_caption() {
+        use crate::channels::platform::test_file;
+        for (file, kind) in [
+            (test_file("image/png", "a.png"), "image"),
+            (test_file("video/mp4", "a.mp4"), "video"),
+            (test_file("application/pdf", "invoice.pdf"), "document"),
+            (test_file("audio/ogg", "note.ogg"), "document"),
+        ] {
+            let server = start(200, r#"{"messages":[{"id":"wamid.m"}]}"#).await;
+            let (_dir, store, mut delivery) = store_with_delivery(
+                ChannelKind::WhatsApp,
+                "4915112345678",
+                AuthorKind::Agent,
+                "Here you go",
+            )
+            .await;
+            delivery.message.attachments = vec![file.clone()];
+            connector(store, &server.url).send(&delivery).await.unwrap();
+            let body = server.requests()[0].json();
+            assert_eq!(body["type"], kind, "{body}");
+            assert_eq!(body[kind]["link"], file.url.clone().unwrap().as_str());
+            assert_eq!(body[kind]["caption"], "Here you go");
+            if kind == "document" {
+                assert_eq!(body[kind]["filename"], file.name.clone().unwrap().as_str());
+            }
+            assert!(body.get("text").is_none());
+        }
     }
 
     #[test]

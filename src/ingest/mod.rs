@@ -176,12 +176,7 @@ impl Pipeline {
                     .messages
                     .iter()
                     .filter_map(|text| match MessageText::parse(text) {
-                        Ok(text) => Some(OutboundMessage {
-                            author_kind: AuthorKind::Bot,
-                            agent_id: None,
-                            text,
-                            html: None,
-                        }),
+                        Ok(text) => Some(OutboundMessage::text(AuthorKind::Bot, None, text)),
                         Err(_) => {
                             tracing::warn!(conversation_id = %conversation.id, "bot sent an invalid message; skipped");
                             None

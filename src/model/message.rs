@@ -133,6 +133,90 @@ impl MessageText {
     }
 }
 
+/// A WhatsApp message template, the only thing WhatsApp delivers outside its 24-hour
+/// customer-service window. The template itself (its text, its language versions) is
+/// approved on Meta's side; Baton sends its name, language and body parameters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageTemplate {
+    /// The template's name, e.g. `order_update`.
+    pub name: String,
+    /// Its language code, e.g. `en_US`.
+    pub language: String,
+    /// Values for the body's `{{1}}`, `{{2}}`, ... in order.
+    #[serde(default)]
+    pub parameters: Vec<String>,
+}
+
+impl MessageTemplate {
+    /// Validates a template reference: names are lower-case letters, digits and `_` (as
+    /// Meta requires), languages look like `en` or `en_US`, at most 20 short parameters.
+    pub fn parse(name: &str, language: &str, parameters: Vec<String>) -> Result<Self, ParseError> {
+        if name.is_empty()
+            || name.len() > 512
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ParseError::new(
+                "template.name",
+                "must be 1 to 512 of a-z, 0-9 and _",
+            ));
+        }
+        let lang_ok = match language.split_once('_') {
+            Some((l, r)) => {
+                (2..=3).contains(&l.len())
+                    && l.bytes().all(|b| b.is_ascii_lowercase())
+                    && (2..=4).contains(&r.len())
+                    && r.bytes().all(|b| b.is_ascii_alphanumeric())
+            }
+            None => {
+                (2..=3).contains(&language.len())
+                    && language.bytes().all(|b| b.is_ascii_lowercase())
+            }
+        };
+        if !lang_ok {
+            return Err(ParseError::new(
+                "template.language",
+                "must be a language code such as en or en_US",
+            ));
+        }
+        if parameters.len() > 20 {
+            return Err(ParseError::new(
+                "template.parameters",
+                "at most 20 parameters",
+            ));
+        }
+        for p in &parameters {
+            MessageText::parse(p).map_err(|_| {
+                ParseError::new(
+                    "template.parameters",
+                    "each parameter must be non-empty text without control characters",
+                )
+            })?;
+            if p.chars().count() > 1024 {
+                return Err(ParseError::new(
+                    "template.parameters",
+                    "each parameter must be at most 1024 characters",
+                ));
+            }
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            language: language.to_owned(),
+            parameters,
+        })
+    }
+
+    /// What the transcript shows for it: Baton does not know the approved text.
+    pub fn describe(&self) -> String {
+        let mut s = format!("[WhatsApp template {} ({})]", self.name, self.language);
+        for (i, p) in self.parameters.iter().enumerate() {
+            s.push_str(&format!("\n{{{{{}}}}} = {p}", i + 1));
+        }
+        s
+    }
+}
+
 /// A file that came with (or goes out with) a message.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attachment {
@@ -181,6 +265,25 @@ pub struct Message {
     pub delivery_error: Option<String>,
     /// When Baton stored it.
     pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    #[test]
+    fn a_template_reference_is_checked_before_it_is_sent() {
+        let ok = MessageTemplate::parse("order_update", "en_US", vec!["#123".into()]).unwrap();
+        assert_eq!(
+            ok.describe(),
+            "[WhatsApp template order_update (en_US)]\n{{1}} = #123"
+        );
+        assert!(MessageTemplate::parse("pt", "pt_BR", vec![]).is_ok());
+        assert!(MessageTemplate::parse("Order Update", "en", vec![]).is_err());
+        assert!(MessageTemplate::parse("x", "english", vec![]).is_err());
+        assert!(MessageTemplate::parse("x", "en", vec!["".into()]).is_err());
+        assert!(MessageTemplate::parse("x", "en", vec!["p".into(); 21]).is_err());
+    }
 }
 
 #[cfg(test)]

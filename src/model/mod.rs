@@ -20,7 +20,9 @@ pub use email::{Automated, ReopenPolicy, ThreadMatch, ThreadSignals};
 pub use event::{HandoffEvent, HandoffEventKind};
 pub use handoff::{Handoff, HandoffReason, HandoffStatus, Priority};
 pub use ids::{AgentId, ConversationId, CustomerId, HandoffId, MessageId};
-pub use message::{Attachment, AuthorKind, DeliveryStatus, Direction, Message, MessageText};
+pub use message::{
+    Attachment, AuthorKind, DeliveryStatus, Direction, Message, MessageTemplate, MessageText,
+};
 
 /// A value that failed to parse into a domain type, with the reason in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

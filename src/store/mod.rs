@@ -107,6 +107,36 @@ pub struct OutboundMessage {
     pub text: MessageText,
     /// An HTML alternative, if any.
     pub html: Option<String>,
+    /// Files sent with it, by URL (the platforms fetch them).
+    pub attachments: Vec<crate::model::Attachment>,
+    /// A WhatsApp template sent instead of free text.
+    pub template: Option<crate::model::MessageTemplate>,
+}
+
+impl OutboundMessage {
+    /// A plain text message.
+    pub fn text(author_kind: AuthorKind, agent_id: Option<AgentId>, text: MessageText) -> Self {
+        Self {
+            author_kind,
+            agent_id,
+            text,
+            html: None,
+            attachments: Vec::new(),
+            template: None,
+        }
+    }
+}
+
+/// What an agent sends: text (the caption, for a file), optionally one file by URL or a
+/// WhatsApp template.
+#[derive(Debug, Clone)]
+pub struct AgentReply {
+    /// The text, or the caption of the file.
+    pub text: MessageText,
+    /// Files by URL.
+    pub attachments: Vec<crate::model::Attachment>,
+    /// A WhatsApp template.
+    pub template: Option<crate::model::MessageTemplate>,
 }
 
 /// A request to hand a conversation to a person.
@@ -242,6 +272,8 @@ pub struct Delivery {
     pub channel: ChannelKind,
     /// How many attempts were made before this one.
     pub attempts: u32,
+    /// The WhatsApp template to send instead of the text, if the agent chose one.
+    pub template: Option<crate::model::MessageTemplate>,
 }
 
 /// The outcome of one delivery attempt.
@@ -330,7 +362,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: ConversationId,
         agent: Option<AgentId>,
-        text: MessageText,
+        reply: AgentReply,
     ) -> Result<Message, StoreError>;
 
     /// Inbound messages not yet handled by the bot/handoff pipeline, oldest first.

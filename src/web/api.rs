@@ -7,12 +7,14 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::handoff::Escalation;
 use crate::model::{
-    Agent, AgentId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
-    EmailAddress, Handoff, HandoffId, HandoffReason, HandoffStatus, Identity, Message, MessageText,
-    PhoneNumber, Presence, Priority, Skill, Team, Timestamp,
+    Agent, AgentId, Attachment, ChannelKind, Conversation, ConversationId, ConversationStatus,
+    Customer, EmailAddress, Handoff, HandoffId, HandoffReason, HandoffStatus, Identity, Message,
+    MessageTemplate, MessageText, PhoneNumber, Presence, Priority, Skill, Team, Timestamp,
 };
 use crate::services::{Services, hash_token, new_token};
-use crate::store::{ConversationFilter, InboundMessage, NewAgent, Role, SenderProfile, TicketStep};
+use crate::store::{
+    AgentReply, ConversationFilter, InboundMessage, NewAgent, Role, SenderProfile, TicketStep,
+};
 
 /// Registers the API routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -322,8 +324,100 @@ async fn request_handoff(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplyIn {
-    text: String,
+    /// The text, or the caption of the file; optional with a template.
+    text: Option<String>,
     agent_id: Option<String>,
+    #[serde(default)]
+    attachments: Vec<AttachmentIn>,
+    template: Option<TemplateIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentIn {
+    url: String,
+    content_type: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateIn {
+    name: String,
+    language: String,
+    #[serde(default)]
+    parameters: Vec<String>,
+}
+
+impl ReplyIn {
+    /// Checks the reply against what the conversation's channel can carry.
+    fn parse(self, channel: ChannelKind) -> Result<AgentReply, ApiError> {
+        let template = self
+            .template
+            .map(|t| MessageTemplate::parse(&t.name, &t.language, t.parameters))
+            .transpose()?;
+        if template.is_some() && channel != ChannelKind::WhatsApp {
+            return Err(ApiError::BadRequest(
+                "templates are a WhatsApp feature; this conversation is on another channel".into(),
+            ));
+        }
+        // Messaging apps carry one file per message; sending several as one reply would make a
+        // partly failed send impossible to retry without repeating what already arrived.
+        if self.attachments.len() > 1 {
+            return Err(ApiError::BadRequest(
+                "attachments: send one file per reply".into(),
+            ));
+        }
+        if template.is_some() && !self.attachments.is_empty() {
+            return Err(ApiError::BadRequest(
+                "a template reply cannot carry a file".into(),
+            ));
+        }
+        let attachments = self
+            .attachments
+            .into_iter()
+            .map(AttachmentIn::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let text = match (self.text, &template) {
+            (Some(text), _) => MessageText::parse(text.as_str())?,
+            (None, Some(t)) => MessageText::parse(&t.describe())?,
+            (None, None) => MessageText::parse("")?,
+        };
+        Ok(AgentReply {
+            text,
+            attachments,
+            template,
+        })
+    }
+}
+
+impl AttachmentIn {
+    /// A file the platforms fetch by URL: it must be a public http(s) URL with a real
+    /// content type, since that decides how each platform shows it.
+    fn parse(self) -> Result<Attachment, ApiError> {
+        let url = reqwest::Url::parse(&self.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .filter(|_| self.url.len() <= 2048)
+            .ok_or_else(|| {
+                ApiError::BadRequest("attachments[].url must be an http(s) URL".into())
+            })?;
+        let content_type: mime::Mime = self.content_type.parse().map_err(|_| {
+            ApiError::BadRequest("attachments[].content_type must be a MIME type".into())
+        })?;
+        let name = self
+            .name
+            .map(|n| n.trim().chars().take(255).collect::<String>())
+            .filter(|n| !n.is_empty() && !n.chars().any(char::is_control));
+        Ok(Attachment {
+            content_type: content_type.essence_str().to_owned(),
+            url: Some(url.to_string()),
+            name,
+            size: None,
+            content_id: None,
+            inline: false,
+        })
+    }
 }
 
 async fn agent_reply(
@@ -340,14 +434,17 @@ async fn agent_reply(
         .map(parse_id::<AgentId>)
         .transpose()?;
     let agent = caller.acting_agent(named)?;
-    let text = MessageText::parse(&body.text)?;
-    // A platform that would refuse the reply is named now, to the agent, rather than after
-    // the reply was stored and failed in the background.
     let conversation = services.store.conversation(id).await?;
-    if let Some(why) = reply_window_refusal(&services, &conversation).await? {
+    let reply = body.parse(conversation.channel)?;
+    // A platform that would refuse the reply is named now, to the agent, rather than after
+    // the reply was stored and failed in the background. A template is what WhatsApp takes
+    // outside its window.
+    if reply.template.is_none()
+        && let Some(why) = reply_window_refusal(&services, &conversation).await?
+    {
         return Err(ApiError::Conflict(why));
     }
-    let message = services.store.append_agent_reply(id, agent, text).await?;
+    let message = services.store.append_agent_reply(id, agent, reply).await?;
     services.dispatcher.kick();
     Ok(HttpResponse::Created().json(message))
 }
@@ -560,4 +657,42 @@ async fn set_presence(
         services.router.kick();
     }
     Ok(HttpResponse::Ok().json(agent))
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+
+    fn reply(json: serde_json::Value) -> ReplyIn {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_template_is_refused_on_any_channel_but_whatsapp() {
+        let t = serde_json::json!({"template": {"name": "hello", "language": "en"}});
+        assert!(reply(t.clone()).parse(ChannelKind::WhatsApp).is_ok());
+        for channel in [
+            ChannelKind::Telegram,
+            ChannelKind::Messenger,
+            ChannelKind::Email,
+        ] {
+            assert!(matches!(
+                reply(t.clone()).parse(channel),
+                Err(ApiError::BadRequest(m)) if m.contains("WhatsApp")
+            ));
+        }
+    }
+
+    #[test]
+    fn a_file_keeps_its_url_type_and_a_clean_name() {
+        let r = reply(serde_json::json!({"text": "Invoice", "attachments": [{
+            "url": "https://files.example.com/i.pdf", "content_type": "Application/PDF; q=1",
+            "name": "  invoice.pdf  "}]}))
+        .parse(ChannelKind::Telegram)
+        .unwrap();
+        let file = &r.attachments[0];
+        assert_eq!(file.url.as_deref(), Some("https://files.example.com/i.pdf"));
+        assert_eq!(file.content_type, "application/pdf");
+        assert_eq!(file.name.as_deref(), Some("invoice.pdf"));
+    }
 }

@@ -591,4 +591,49 @@ async fn an_agent_reply_outside_whatsapps_window_is_refused_at_once_with_the_rea
             .contains("24-hour window"),
         "{body}"
     );
+
+    // What WhatsApp does take outside the window: an approved template.
+    let template = app
+        .post_json(
+            &path,
+            &token,
+            json!({"template": {"name": "order_update", "language": "en_US", "parameters": ["#123"]}}),
+        )
+        .await;
+    assert_eq!(template.status(), 201);
+    let stored: Value = template.json().await.unwrap();
+    assert_eq!(
+        stored["text"],
+        "[WhatsApp template order_update (en_US)]\n{{1}} = #123"
+    );
+
+    for (bad, why) in [
+        (
+            json!({"text": "two", "attachments": [
+                {"url": "https://f.example/a.png", "content_type": "image/png"},
+                {"url": "https://f.example/b.png", "content_type": "image/png"}]}),
+            "one file per reply",
+        ),
+        (
+            json!({"text": "x", "attachments": [{"url": "file:///etc/passwd", "content_type": "image/png"}]}),
+            "http(s) URL",
+        ),
+        (
+            json!({"text": "x", "attachments": [{"url": "https://f.example/a", "content_type": "not a type"}]}),
+            "MIME type",
+        ),
+        (
+            json!({"template": {"name": "Bad Name", "language": "en"}}),
+            "template.name",
+        ),
+        (json!({}), "text"),
+    ] {
+        let r = app.post_json(&path, &token, bad.clone()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{bad}: {body}"
+        );
+    }
 }

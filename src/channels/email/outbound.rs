@@ -203,16 +203,25 @@ pub fn build(
     if matches!(message.author_kind, AuthorKind::Bot | AuthorKind::System) {
         b = b.header(AutoSubmitted);
     }
-    let html = message
-        .html
-        .clone()
-        .unwrap_or_else(|| text_to_html(&message.text));
+    // Files an agent sends by URL go as links: fetching them here would make the mail depend
+    // on a third server being up at send time.
+    let mut text = message.text.clone();
+    for file in &message.attachments {
+        if let Some(url) = &file.url {
+            let name = file.name.as_deref().unwrap_or("attachment");
+            text.push_str(&format!("\n\n{name}: {url}"));
+        }
+    }
+    let html = match &message.html {
+        Some(html) if message.attachments.is_empty() => html.clone(),
+        _ => text_to_html(&text),
+    };
     b.multipart(
         MultiPart::alternative()
             .singlepart(
                 SinglePart::builder()
                     .header(ContentType::TEXT_PLAIN)
-                    .body(message.text.clone()),
+                    .body(text),
             )
             .singlepart(
                 SinglePart::builder()
@@ -302,6 +311,27 @@ mod tests {
         let raw = String::from_utf8(mail.formatted()).unwrap();
         assert!(raw.contains("multipart/alternative"));
         assert!(raw.contains("text/plain") && raw.contains("text/html"));
+    }
+
+    #[test]
+    fn a_file_an_agent_sends_by_url_goes_as_a_link_in_both_bodies() {
+        let mut m = message(AuthorKind::Agent);
+        m.attachments = vec![crate::model::Attachment {
+            content_type: "application/pdf".into(),
+            url: Some("https://files.example.com/invoice.pdf".into()),
+            name: Some("invoice.pdf".into()),
+            size: None,
+            content_id: None,
+            inline: false,
+        }];
+        let mail = build(&thread(1), &m, "x@example.com", &support(), "Support").unwrap();
+        let raw = String::from_utf8(mail.formatted()).unwrap();
+        assert_eq!(
+            raw.matches("invoice.pdf: https://files.example.com/invoice.pdf")
+                .count(),
+            2,
+            "{raw}"
+        );
     }
 
     #[test]

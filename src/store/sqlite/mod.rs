@@ -637,8 +637,8 @@ async fn insert_outbound(
     let id = MessageId::new();
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, channel, direction, author_kind, agent_id, text, html,
-                               delivery_status, next_attempt_at, created_at)
-         VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?)",
+                               attachments, template, delivery_status, next_attempt_at, created_at)
+         VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.to_string())
     .bind(conversation.id.to_string())
@@ -647,6 +647,14 @@ async fn insert_outbound(
     .bind(out.agent_id.map(|a| a.to_string()))
     .bind(out.text.as_str())
     .bind(out.html.as_deref())
+    .bind(serde_json::to_string(&out.attachments).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+    .bind(
+        out.template
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    )
     .bind(initial_delivery_status(out.author_kind, conversation.channel).as_str())
     .bind(now.as_millis())
     .bind(now.as_millis())
@@ -887,7 +895,7 @@ impl Store for SqliteStore {
         &self,
         id: ConversationId,
         agent: Option<AgentId>,
-        text: MessageText,
+        reply: AgentReply,
     ) -> Result<Message, StoreError> {
         self.write(move |tx| {
             Box::pin(async move {
@@ -911,10 +919,13 @@ impl Store for SqliteStore {
                 let handoff = row_handoff(&row)?;
                 check_owner(&handoff, agent)?;
                 let out = OutboundMessage {
-                    author_kind: AuthorKind::Agent,
-                    agent_id: agent.or(handoff.assigned_agent_id),
-                    text,
-                    html: None,
+                    attachments: reply.attachments,
+                    template: reply.template,
+                    ..OutboundMessage::text(
+                        AuthorKind::Agent,
+                        agent.or(handoff.assigned_agent_id),
+                        reply.text,
+                    )
                 };
                 let message_id = insert_outbound(&mut *tx, &conversation, &out, now).await?;
                 if handoff.first_reply_at.is_none() {
@@ -1017,6 +1028,11 @@ impl Store for SqliteStore {
                     message: row_message(r)?,
                     channel: parse_col(r, "channel")?,
                     attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+                    template: r
+                        .try_get::<Option<String>, _>("template")?
+                        .map(|t| serde_json::from_str(&t))
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(format!("message template: {e}")))?,
                 })
             })
             .collect()
@@ -1122,12 +1138,7 @@ impl Store for SqliteStore {
                     now,
                 )
                 .await?;
-                let notice = OutboundMessage {
-                    author_kind: AuthorKind::System,
-                    agent_id: None,
-                    text: request.notice,
-                    html: None,
-                };
+                let notice = OutboundMessage::text(AuthorKind::System, None, request.notice);
                 let notice_id = insert_outbound(&mut *tx, &conversation, &notice, now).await?;
                 let notice = load_message(&mut *tx, notice_id).await?;
                 Ok((handoff, notice))
@@ -1816,12 +1827,11 @@ mod tests {
             .request_handoff(conversation.id, manual_handoff())
             .await
             .unwrap();
-        let reply = OutboundMessage {
-            author_kind: AuthorKind::Bot,
-            agent_id: None,
-            text: MessageText::parse("late bot answer").unwrap(),
-            html: None,
-        };
+        let reply = OutboundMessage::text(
+            AuthorKind::Bot,
+            None,
+            MessageText::parse("late bot answer").unwrap(),
+        );
         let stored = store
             .complete_inbound(&conversation, receipt.message_id, vec![reply])
             .await
@@ -1847,12 +1857,11 @@ mod tests {
         let receipt = store.ingest(inbound("cy", "m-1", "hello")).await.unwrap();
         assert_eq!(store.unprocessed_inbound(10).await.unwrap().len(), 1);
         let conversation = store.conversation(receipt.conversation_id).await.unwrap();
-        let reply = OutboundMessage {
-            author_kind: AuthorKind::Bot,
-            agent_id: None,
-            text: MessageText::parse("hi there").unwrap(),
-            html: None,
-        };
+        let reply = OutboundMessage::text(
+            AuthorKind::Bot,
+            None,
+            MessageText::parse("hi there").unwrap(),
+        );
         let stored = store
             .complete_inbound(&conversation, receipt.message_id, vec![reply])
             .await
@@ -1893,11 +1902,8 @@ mod tests {
             let store = store.clone();
             let replies = ["first", "second"]
                 .into_iter()
-                .map(|t| OutboundMessage {
-                    author_kind: AuthorKind::Bot,
-                    agent_id: None,
-                    text: MessageText::parse(t).unwrap(),
-                    html: None,
+                .map(|t| {
+                    OutboundMessage::text(AuthorKind::Bot, None, MessageText::parse(t).unwrap())
                 })
                 .collect();
             async move {
@@ -1942,12 +1948,7 @@ mod tests {
         m.sender.identity = Identity::channel(ChannelKind::WhatsApp, "4915112345678").unwrap();
         let receipt = store.ingest(m).await.unwrap();
         let conversation = store.conversation(receipt.conversation_id).await.unwrap();
-        let reply = OutboundMessage {
-            author_kind: AuthorKind::Bot,
-            agent_id: None,
-            text: MessageText::parse("hi").unwrap(),
-            html: None,
-        };
+        let reply = OutboundMessage::text(AuthorKind::Bot, None, MessageText::parse("hi").unwrap());
         let stored = store
             .complete_inbound(&conversation, receipt.message_id, vec![reply])
             .await
