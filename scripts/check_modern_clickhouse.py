@@ -56,18 +56,20 @@ def main() -> int:
                 s.query(stmt)
             print("migration ok:", path.name)
 
-        # Three handoffs on web chat; a and b assigned after 1 s and 3 s; c still waiting.
+        # Three handoffs on web chat; a and b offered after 1 s and 3 s; c still waiting.
         a, b, c = (str(uuid.uuid4()) for _ in range(3))
         events = [
             (a, "requested", 0), (a, "queued", 0), (b, "requested", 0), (b, "queued", 0),
-            (c, "requested", 0), (c, "queued", 0), (a, "assigned", 1000), (b, "assigned", 3000),
+            (c, "requested", 0), (c, "queued", 0), (a, "offered", 1000), (b, "offered", 3000),
         ]
         values = ",".join(
             f"('{uuid.uuid4()}', '{kind}', '{h}', '{uuid.uuid4()}', 'web_chat', 'customer_request', 'normal', '', "
             f"now(), toUInt64(toUnixTimestamp(now())) * 1000, {wait}, {seq})"
             for seq, (h, kind, wait) in enumerate(events, start=1)
         )
-        insert = f"INSERT INTO handoff_events VALUES {values}"
+        columns = ("event_id, event_type, handoff_id, conversation_id, channel, reason, priority, "
+                   "agent_id, occurred_at, occurred_at_ms, wait_ms, seq")
+        insert = f"INSERT INTO handoff_events ({columns}) VALUES {values}"
         # The same rows twice, with the same event ids: what a retried shipment does.
         s.query(insert)
         duplicated = rows(s, "SELECT event_id FROM handoff_events")

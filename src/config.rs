@@ -33,8 +33,6 @@ pub struct Settings {
     pub bot_webhook_secret: Option<SecretString>,
     /// How long Baton waits for the external bot, in milliseconds.
     pub bot_timeout_ms: u64,
-    /// What the customer is told when a handoff starts.
-    pub handoff_notice: String,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Seed sample agents and conversations.
@@ -92,6 +90,20 @@ pub struct Settings {
     /// `[telegram_bots.sales]` with `token` and `secret_token`; in the environment as
     /// `BATON_TELEGRAM_BOTS__SALES__TOKEN` and `BATON_TELEGRAM_BOTS__SALES__SECRET_TOKEN`.
     pub telegram_bots: std::collections::BTreeMap<String, TelegramBot>,
+    /// Escalation rules, in order (`[[escalation_rules]]`); when given, they replace the
+    /// stored rules at start-up. None: the stored rules, or the defaults.
+    pub escalation_rules: Option<Vec<crate::handoff::rules::RuleSpec>>,
+    /// Queues per team (`[[queues]]`): strategy, skills, accept timeout, overflow, hours,
+    /// on-call. Stored at start-up; the API can add or change queues too.
+    pub queues: Vec<crate::handoff::engine::QueueConfig>,
+    /// Texts waiting customers get, per language (`[waiting_texts.en]` with `queued`,
+    /// `queued_no_estimate`, `next`, `closed`, `closed_no_time`), over the built-in ones.
+    pub waiting_texts: std::collections::BTreeMap<String, crate::handoff::waiting::WaitingTexts>,
+    /// A queued customer who writes nothing for this long has left: the ticket is abandoned
+    /// (0: never).
+    pub abandon_after_secs: u64,
+    /// The least time between two waiting updates to one customer.
+    pub waiting_update_secs: u64,
     /// Twilio account SID.
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token: verifies X-Twilio-Signature and authenticates sends.
@@ -119,9 +131,6 @@ impl Default for Settings {
             bot_webhook_url: None,
             bot_webhook_secret: None,
             bot_timeout_ms: 10_000,
-            handoff_notice: "Thanks for your patience. I'm handing you over to a person from our team; \
-                             they will see everything you wrote here and reply in this conversation."
-                .into(),
             max_body_bytes: 256 * 1024,
             demo: false,
             log_format: "text".into(),
@@ -147,6 +156,11 @@ impl Default for Settings {
             telegram_bot_token: None,
             telegram_secret_token: None,
             telegram_bots: Default::default(),
+            escalation_rules: None,
+            queues: Vec::new(),
+            waiting_texts: Default::default(),
+            abandon_after_secs: 30 * 60,
+            waiting_update_secs: 5 * 60,
             twilio_account_sid: None,
             twilio_auth_token: None,
             twilio_from: None,

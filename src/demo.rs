@@ -68,6 +68,8 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
                         .collect::<Result<_, _>>()?,
                     teams: vec![Team::parse(team)?],
                     max_concurrent: 3,
+                    capacity: Default::default(),
+                    hours: None,
                 })
                 .await?;
             store.set_presence(agent.id, *presence).await?;
@@ -101,6 +103,8 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
             })
             .await?;
     }
-    services.router.kick();
+    for agent in services.store.list_agents().await? {
+        services.router.agent_changed(agent.id).await?;
+    }
     Ok(())
 }

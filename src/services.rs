@@ -22,7 +22,7 @@ use crate::channels::{Channels, Dispatcher};
 use crate::config::Settings;
 use crate::handoff::{Handoffs, Router};
 use crate::ingest::Pipeline;
-use crate::model::{EmailAddress, MessageText};
+use crate::model::EmailAddress;
 use crate::store::{Role, SharedStore, SqliteStore};
 
 /// Everything a request handler or a worker needs.
@@ -131,10 +131,27 @@ impl Services {
             )?));
         }
         let dispatcher = Dispatcher::new(store.clone(), channels);
-        let router = Router::new(store.clone());
-        let notice = MessageText::parse(&settings.handoff_notice)
-            .context("handoff_notice is not valid message text")?;
-        let handoffs = Handoffs::new(store.clone(), router.clone(), dispatcher.clone(), notice);
+        let router = Router::new(
+            store.clone(),
+            dispatcher.clone(),
+            crate::handoff::router::RouterSettings {
+                queues: settings.queues.clone(),
+                texts: {
+                    let mut texts = crate::handoff::waiting::default_texts();
+                    texts.extend(settings.waiting_texts.clone());
+                    texts
+                },
+                abandon_after: (settings.abandon_after_secs > 0)
+                    .then(|| Duration::from_secs(settings.abandon_after_secs)),
+                update_gap: Duration::from_secs(settings.waiting_update_secs),
+            },
+        );
+        router.start().await.context("cannot start the router")?;
+        let handoffs = Handoffs::new(store.clone(), router.clone());
+        handoffs
+            .load_rules(settings.escalation_rules.clone())
+            .await
+            .context("cannot load the escalation rules")?;
         let bot: Arc<dyn Bot> = match &settings.bot_webhook_url {
             Some(url) => Arc::new(WebhookBot::new(
                 url.clone(),

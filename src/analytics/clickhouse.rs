@@ -8,10 +8,16 @@ use crate::model::HandoffEvent;
 
 /// Migrations, applied in order and recorded in `schema_migrations`. Never edit one that has
 /// landed; add the next.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_handoff_events",
-    include_str!("../../migrations/clickhouse/0001_handoff_events.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_handoff_events",
+        include_str!("../../migrations/clickhouse/0001_handoff_events.sql"),
+    ),
+    (
+        "0002_team_and_detail",
+        include_str!("../../migrations/clickhouse/0002_team_and_detail.sql"),
+    ),
+];
 
 /// What went wrong talking to ClickHouse.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +81,11 @@ impl ClickHouse {
 
     /// Creates the database and applies every migration not yet applied.
     pub async fn migrate(&self) -> Result<(), AnalyticsError> {
+        // One migration run at a time in this process (the shipper's start and a caller's may
+        // overlap): 18.16 has no `ADD COLUMN IF NOT EXISTS`, so a second concurrent run would
+        // fail on a column the first just added.
+        static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = MIGRATING.lock().await;
         self.server
             .query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database))
             .execute()
@@ -175,6 +186,10 @@ pub struct EventRow {
     pub wait_ms: u64,
     /// Position in the gateway's outbox.
     pub seq: u64,
+    /// The team (queue), or empty for the general queue.
+    pub team: String,
+    /// The rule that fired, where a transfer went, how an overflow moved the ticket.
+    pub detail: String,
 }
 
 impl EventRow {
@@ -194,6 +209,8 @@ impl EventRow {
             occurred_at_ms: e.occurred_at_ms.max(0) as u64,
             wait_ms: e.wait_ms.max(0) as u64,
             seq: seq.max(0) as u64,
+            team: e.team.clone(),
+            detail: e.detail.clone(),
         }
     }
 }

@@ -75,13 +75,11 @@ impl Bot for FaqBot {
     }
 
     async fn respond(&self, turn: BotTurn<'_>) -> Result<BotReply, BotError> {
+        let answer = Self::answer(&turn.message.text);
         Ok(BotReply {
-            messages: vec![
-                Self::answer(&turn.message.text)
-                    .unwrap_or(FALLBACK)
-                    .to_owned(),
-            ],
-            handoff: None,
+            messages: vec![answer.unwrap_or(FALLBACK).to_owned()],
+            fallback: answer.is_none(),
+            ..BotReply::default()
         })
     }
 }

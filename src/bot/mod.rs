@@ -18,6 +18,9 @@ pub struct BotTurn<'a> {
     pub message: &'a Message,
     /// Earlier messages, oldest first (the new one included last).
     pub history: &'a [Message],
+    /// The note an agent left when handing the conversation back, if any (with
+    /// `conversation.handed_back_at`): what the person did, so the bot can carry on.
+    pub handback_note: Option<&'a str>,
 }
 
 /// The bot asks for a person.
@@ -29,6 +32,10 @@ pub struct BotHandoff {
     pub summary: Option<String>,
     /// How urgent, if the bot says.
     pub priority: Option<Priority>,
+    /// The team that should take it, if the bot knows.
+    pub team: Option<String>,
+    /// Skills the agent needs, if the bot knows.
+    pub skills: Vec<String>,
 }
 
 /// The bot's answer to one customer message.
@@ -38,6 +45,15 @@ pub struct BotReply {
     pub messages: Vec<String>,
     /// Set when the bot wants a person to take over.
     pub handoff: Option<BotHandoff>,
+    /// How sure the bot is of its answer, 0 to 1, if it says; escalation rules can compare it
+    /// with a threshold.
+    pub confidence: Option<f32>,
+    /// The bot did not understand (its fallback answer); a streak of these can escalate.
+    pub fallback: bool,
+    /// What the bot understood the customer wants (`refund`, `order_status`, ...).
+    pub intent: Option<String>,
+    /// What the bot collected (order number, email, ...), handed to the agent.
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The bot could not answer.

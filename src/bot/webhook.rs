@@ -3,8 +3,10 @@
 //! for a handoff.
 //!
 //! Request: `{"conversation_id", "channel", "message": {"id","text"}, "history": [{"author","text"}]}`
-//! Response: `{"replies": [{"text"}], "handoff": null | {"reason"?, "summary"?, "priority"?}}`
-//! (Rasa's plain list `[{"text": ...}]` is accepted too.)
+//! Response: `{"replies": [{"text"}], "handoff": null | {"reason"?, "summary"?, "priority"?,
+//! "team"?, "skills"?}, "confidence"?: 0..1, "fallback"?: bool, "intent"?, "fields"?: {...}}`
+//! (Rasa's plain list `[{"text": ...}]` is accepted too). After an agent hands the
+//! conversation back, the request carries `"handback": {"note", "at"}`.
 
 use std::time::Duration;
 
@@ -44,6 +46,14 @@ struct Request<'a> {
     channel: &'a str,
     message: MessageOut<'a>,
     history: Vec<HistoryItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handback: Option<Handback<'a>>,
+}
+
+#[derive(Serialize)]
+struct Handback<'a> {
+    note: Option<&'a str>,
+    at: i64,
 }
 
 #[derive(Serialize)]
@@ -66,6 +76,14 @@ enum Response {
         replies: Vec<ReplyIn>,
         #[serde(default)]
         handoff: Option<HandoffIn>,
+        #[serde(default)]
+        confidence: Option<f32>,
+        #[serde(default)]
+        fallback: bool,
+        #[serde(default)]
+        intent: Option<String>,
+        #[serde(default)]
+        fields: serde_json::Map<String, serde_json::Value>,
     },
     List(Vec<ReplyIn>),
 }
@@ -80,6 +98,10 @@ struct HandoffIn {
     reason: Option<String>,
     summary: Option<String>,
     priority: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    skills: Vec<String>,
 }
 
 #[async_trait]
@@ -100,6 +122,10 @@ impl Bot for WebhookBot {
                     text: &m.text,
                 })
                 .collect(),
+            handback: turn.conversation.handed_back_at.map(|at| Handback {
+                note: turn.handback_note,
+                at: at.as_millis(),
+            }),
         };
         let mut request = self.client.post(&self.url).json(&body);
         if let Some(secret) = &self.secret {
@@ -112,10 +138,19 @@ impl Bot for WebhookBot {
         let bytes = response.bytes().await.map_err(BotError::Unreachable)?;
         let parsed: Response =
             serde_json::from_slice(&bytes).map_err(|e| BotError::InvalidReply(e.to_string()))?;
-        let (replies, handoff) = match parsed {
-            Response::Full { replies, handoff } => (replies, handoff),
-            Response::List(replies) => (replies, None),
+        let (replies, handoff, confidence, fallback, intent, fields) = match parsed {
+            Response::Full {
+                replies,
+                handoff,
+                confidence,
+                fallback,
+                intent,
+                fields,
+            } => (replies, handoff, confidence, fallback, intent, fields),
+            Response::List(replies) => (replies, None, None, false, None, Default::default()),
         };
+        // A confidence outside 0..1 (or NaN) is the bot's bug, not a reason to escalate.
+        let confidence = confidence.filter(|c| (0.0..=1.0).contains(c));
         Ok(BotReply {
             messages: replies
                 .into_iter()
@@ -126,7 +161,13 @@ impl Bot for WebhookBot {
                 reason: h.reason,
                 summary: h.summary,
                 priority: h.priority.and_then(|p| p.parse::<Priority>().ok()),
+                team: h.team,
+                skills: h.skills,
             }),
+            confidence,
+            fallback,
+            intent: intent.filter(|i| !i.trim().is_empty()),
+            fields,
         })
     }
 }

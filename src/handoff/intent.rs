@@ -110,3 +110,17 @@ mod tests {
         }
     }
 }
+
+/// Placeholder.
+#[derive(Debug, Clone, Copy)]
+pub enum Language {
+    /// English.
+    En,
+}
+
+impl Language {
+    /// Code.
+    pub fn as_str(self) -> &'static str {
+        "en"
+    }
+}

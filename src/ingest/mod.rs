@@ -14,14 +14,19 @@ use tokio::sync::{mpsc, watch};
 
 use crate::bot::{Bot, BotTurn};
 use crate::channels::Dispatcher;
-use crate::handoff::{Escalation, Handoffs, intent};
+use crate::handoff::rules::{BotSignals, Pass, Signals};
+use crate::handoff::{Escalation, Handoffs, frustration, intent};
 use crate::model::{
-    AuthorKind, ConversationId, DeliveryStatus, HandoffReason, MessageId, MessageText,
+    AuthorKind, ConversationId, DeliveryStatus, Direction, HandoffReason, MessageId, MessageText,
+    Priority, Skill, Team, Timestamp,
 };
 use crate::store::{
     EmailReceipt, InboundEmail, InboundMessage, IngestReceipt, OutboundMessage, SharedStore,
     StoreError,
 };
+
+/// How many of the customer's latest messages the frustration score reads.
+const FRUSTRATION_WINDOW: u32 = 5;
 
 /// Parallel workers handling inbound messages (one conversation always maps to one worker).
 const WORKERS: usize = 16;
@@ -128,14 +133,30 @@ impl Pipeline {
     }
 
     /// One step: handles one stored inbound message (bot answer or handoff) and marks it handled.
+    ///
+    /// The escalation rules run twice: those about the customer before the bot is asked (a
+    /// customer who asks for a person gets one without reading a bot answer first), those
+    /// about the bot's answer after it.
     pub async fn handle(
         &self,
         message_id: MessageId,
         conversation_id: ConversationId,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        // The bot's context: the latest messages, this one included (usually the last).
-        let context = self.inner.bot.context_messages().saturating_add(1);
+        let rules = self.inner.handoffs.rules();
+        // The bot's context and the frustration window: the latest messages, this one
+        // included (usually the last).
+        let window = if rules.needs_frustration() {
+            FRUSTRATION_WINDOW
+        } else {
+            0
+        };
+        let context = self
+            .inner
+            .bot
+            .context_messages()
+            .max(window)
+            .saturating_add(1);
         let (conversation, history) = store
             .conversation_with_recent(conversation_id, context)
             .await?;
@@ -147,28 +168,60 @@ impl Pipeline {
             Some(m) => m.clone(),
             None => store.message(message_id).await?,
         };
-        if intent::asks_for_human(&message.text) {
-            let mut e = Escalation::because(HandoffReason::CustomerRequest);
-            e.reason_detail = Some(message.text.chars().take(200).collect());
-            self.escalate(conversation_id, e).await?;
-            store.mark_processed(message_id).await?;
+        let words = intent::normalize(&message.text);
+        let frustration = if rules.needs_frustration() {
+            let recent: Vec<&str> = history
+                .iter()
+                .filter(|m| m.direction == Direction::In)
+                .map(|m| m.text.as_str())
+                .rev()
+                .take(FRUSTRATION_WINDOW as usize)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            frustration::score(&recent).score
         } else {
-            self.ask_bot(&conversation, &message, &history).await?;
+            0.0
+        };
+        let tags = if rules.needs_customer_tags() {
+            store.customer(conversation.customer_id).await?.tags
+        } else {
+            Vec::new()
+        };
+        let (bot_turns, bot_minutes) = if rules.needs_bot_session() {
+            let session = store.bot_session(conversation.id).await?;
+            let minutes = Timestamp::now().millis_since(session.since) / 60_000;
+            (
+                Some(session.turns),
+                Some(minutes.clamp(0, u32::MAX as i64) as u32),
+            )
+        } else {
+            (None, None)
+        };
+        let language: Option<intent::Language> = None;
+        let mut signals = Signals {
+            words: &words,
+            asks_for_human: intent::asks_for_human(&message.text),
+            frustration,
+            customer_tags: &tags,
+            channel: conversation.channel,
+            bot_turns,
+            bot_minutes,
+            bot: None,
+        };
+        if let Some(fired) = rules.evaluate(Pass::BeforeBot, &signals) {
+            let mut e = Escalation::from_rule(fired);
+            e.reason_detail = Some(message.text.chars().take(200).collect());
+            e.language = language.map(|l| l.as_str().to_owned());
+            self.escalate(conversation_id, e).await?;
+            return store.mark_processed(message_id).await;
         }
-        Ok(())
-    }
-
-    async fn ask_bot(
-        &self,
-        conversation: &crate::model::Conversation,
-        message: &crate::model::Message,
-        history: &[crate::model::Message],
-    ) -> Result<(), StoreError> {
-        let store = &self.inner.store;
         let turn = BotTurn {
-            conversation,
-            message,
-            history,
+            conversation: &conversation,
+            message: &message,
+            history: &history,
+            handback_note: conversation.handback_note.as_deref(),
         };
         match self.inner.bot.respond(turn).await {
             Ok(reply) => {
@@ -184,7 +237,7 @@ impl Pipeline {
                     })
                     .collect();
                 let stored = store
-                    .complete_inbound(conversation, message.id, replies)
+                    .complete_inbound(&conversation, message.id, replies)
                     .await?;
                 if stored
                     .iter()
@@ -192,18 +245,58 @@ impl Pipeline {
                 {
                     self.inner.dispatcher.kick();
                 }
-                if let Some(h) = reply.handoff {
-                    let mut e = Escalation::because(HandoffReason::BotRequest);
-                    e.reason_detail = h.reason;
-                    e.summary = h.summary;
-                    e.priority = h.priority.unwrap_or_default();
+                let streak = if reply.fallback {
+                    conversation.bot_fallbacks.saturating_add(1)
+                } else {
+                    0
+                };
+                if streak != conversation.bot_fallbacks {
+                    store.set_bot_fallbacks(conversation.id, streak).await?;
+                }
+                signals.bot = Some(BotSignals {
+                    handoff: reply.handoff.is_some(),
+                    confidence: reply.confidence,
+                    fallbacks_in_row: streak,
+                    failed: false,
+                });
+                if let Some(fired) = rules.evaluate(Pass::AfterBot, &signals) {
+                    let mut e = Escalation::from_rule(fired);
+                    if let Some(h) = reply.handoff {
+                        e.reason_detail = h.reason;
+                        e.summary = h.summary;
+                        // The rule's routing wins; the bot's fills what the rule leaves open.
+                        if e.priority == Priority::Normal
+                            && let Some(p) = h.priority
+                        {
+                            e.priority = p;
+                        }
+                        if e.team.is_none() {
+                            e.team = h.team.as_deref().and_then(|t| Team::parse(t).ok());
+                        }
+                        for skill in h.skills.iter().filter_map(|s| Skill::parse(s).ok()) {
+                            if !e.required_skills.contains(&skill) {
+                                e.required_skills.push(skill);
+                            }
+                        }
+                    }
+                    e.intent = reply.intent;
+                    e.fields = reply.fields;
+                    e.language = language.map(|l| l.as_str().to_owned());
                     self.escalate(conversation.id, e).await?;
                 }
             }
             Err(err) => {
-                // A bot that cannot answer must not leave the customer talking to nobody.
+                // A bot that cannot answer must not leave the customer talking to nobody: if
+                // no rule says where to, the ticket goes to the general queue anyway.
                 tracing::warn!(conversation_id = %conversation.id, error = %err, "bot failed; handing off");
-                let mut e = Escalation::because(HandoffReason::BotFailure);
+                signals.bot = Some(BotSignals {
+                    failed: true,
+                    ..BotSignals::default()
+                });
+                let mut e = match rules.evaluate(Pass::AfterBot, &signals) {
+                    Some(fired) => Escalation::from_rule(fired),
+                    None => Escalation::because(HandoffReason::BotFailure),
+                };
                 e.reason_detail = Some(err.to_string());
                 self.escalate(conversation.id, e).await?;
                 store.mark_processed(message.id).await?;

@@ -63,6 +63,23 @@ tag_type!(
     "team"
 );
 
+/// How much of each kind of work an agent takes at once: a few live chats, more messaging
+/// threads (customers answer slowly), many emails. A kind left out is limited only by the
+/// agent's overall `max_concurrent`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkCapacity {
+    /// Live chats (web chat, API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<u32>,
+    /// Messaging apps and SMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging: Option<u32>,
+    /// Email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<u32>,
+}
+
 /// A person who answers handoffs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Agent {
@@ -76,8 +93,12 @@ pub struct Agent {
     pub skills: Vec<Skill>,
     /// The teams they work in.
     pub teams: Vec<Team>,
-    /// How many conversations they take at once.
+    /// How many conversations they take at once, all kinds together.
     pub max_concurrent: u32,
+    /// How many of each kind of work they take at once (each capped by `max_concurrent`).
+    pub capacity: WorkCapacity,
+    /// Their working hours; outside them they get no new tickets. `None`: whenever online.
+    pub hours: Option<super::BusinessHours>,
     /// Whether they take new tickets now.
     pub presence: Presence,
     /// When the account was created.

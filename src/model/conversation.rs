@@ -133,6 +133,8 @@ impl ConversationStatus {
             | (Assigned, Queued)
             // A person may close a ticket they were offered without accepting it first.
             | (Assigned, Resolved)
+            // A transfer: back to a team's queue, or offered straight to another agent.
+            | (Agent, Queued) | (Agent, Assigned)
             // The customer writes again after the conversation was closed.
             | (Resolved, Bot)
         )
@@ -192,6 +194,19 @@ pub struct Conversation {
     pub created_at: Timestamp,
     /// When anything about it last changed.
     pub updated_at: Timestamp,
+    /// How many times in a row the bot did not understand the customer.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bot_fallbacks: u32,
+    /// When an agent last handed it back to the bot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handed_back_at: Option<Timestamp>,
+    /// The note the agent left for the bot then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handback_note: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -214,6 +229,12 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_puts_an_owned_conversation_back_in_a_queue_or_offers_it_to_another_agent() {
+        assert_eq!(Agent.transition(Queued), Ok(Queued));
+        assert_eq!(Agent.transition(Assigned), Ok(Assigned));
+    }
+
+    #[test]
     fn skipping_the_queue_or_reviving_a_closed_ticket_for_an_agent_is_illegal() {
         for (from, to) in [
             (Bot, Agent),
@@ -222,8 +243,8 @@ mod tests {
             (Queued, Agent),
             (Resolved, Agent),
             (Resolved, Queued),
-            (Agent, Queued),
-            (Agent, Assigned),
+            (Resolved, Assigned),
+            (Queued, Resolved),
             (Bot, Bot),
         ] {
             assert_eq!(

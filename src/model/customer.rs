@@ -172,6 +172,8 @@ pub struct Customer {
     pub display_name: Option<String>,
     /// Every handle known for them.
     pub identities: Vec<Identity>,
+    /// Tags (`vip`, ...) that escalation rules can match.
+    pub tags: Vec<String>,
     /// When Baton first saw them.
     pub created_at: Timestamp,
 }

@@ -19,6 +19,8 @@ pub enum HandoffStatus {
     Resolved,
     /// Handed back to the bot.
     Released,
+    /// The customer left while waiting (no message for the configured time).
+    Abandoned,
 }
 
 str_enum!(HandoffStatus, "handoff status", {
@@ -27,6 +29,7 @@ str_enum!(HandoffStatus, "handoff status", {
     HandoffStatus::Accepted => "accepted",
     HandoffStatus::Resolved => "resolved",
     HandoffStatus::Released => "released",
+    HandoffStatus::Abandoned => "abandoned",
 });
 
 impl HandoffStatus {
@@ -97,6 +100,15 @@ pub enum HandoffReason {
     BotFailure,
     /// Someone (an agent, a manager, an integration) requested it through the API.
     Manual,
+    /// The bot's confidence in its answer was below the rule's threshold.
+    BotLowConfidence,
+    /// The bot did not understand the customer several times in a row.
+    BotFallback,
+    /// The customer's recent messages read as frustrated.
+    Frustration,
+    /// An escalation rule fired on something else (a customer tag, a keyword, the channel,
+    /// too many bot turns or too long with the bot); the rule's name is on the ticket.
+    Rule,
 }
 
 str_enum!(HandoffReason, "handoff reason", {
@@ -104,6 +116,10 @@ str_enum!(HandoffReason, "handoff reason", {
     HandoffReason::BotRequest => "bot_request",
     HandoffReason::BotFailure => "bot_failure",
     HandoffReason::Manual => "manual",
+    HandoffReason::BotLowConfidence => "bot_low_confidence",
+    HandoffReason::BotFallback => "bot_fallback",
+    HandoffReason::Frustration => "frustration",
+    HandoffReason::Rule => "rule",
 });
 
 /// The ticket an agent works on: one per handoff, carrying the context the customer already gave.
@@ -137,6 +153,18 @@ pub struct Handoff {
     pub first_reply_at: Option<Timestamp>,
     /// When it was resolved or released.
     pub closed_at: Option<Timestamp>,
+    /// The team whose queue it waits in; `None` is the general queue every agent serves.
+    pub team: Option<String>,
+    /// The escalation rule that fired, by name.
+    pub rule: Option<String>,
+    /// What the bot understood the customer wants, if it said.
+    pub intent: Option<String>,
+    /// What the bot collected (order number, email, ...), so nobody asks again.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The customer's language, when known (`en`, `es`, ...).
+    pub language: Option<String>,
+    /// While offered: when the offer lapses and goes to the next agent.
+    pub offer_deadline: Option<Timestamp>,
 }
 
 #[cfg(test)]
@@ -156,5 +184,6 @@ mod tests {
         assert!(HandoffStatus::Accepted.is_open());
         assert!(!HandoffStatus::Resolved.is_open());
         assert!(!HandoffStatus::Released.is_open());
+        assert!(!HandoffStatus::Abandoned.is_open());
     }
 }

@@ -10,15 +10,17 @@ mod customer;
 mod email;
 mod event;
 mod handoff;
+pub mod hours;
 mod ids;
 mod message;
 
-pub use agent::{Agent, Presence, Skill, Team};
+pub use agent::{Agent, Presence, Skill, Team, WorkCapacity};
 pub use conversation::{ChannelKind, Conversation, ConversationStatus, IllegalTransition};
 pub use customer::{Customer, EmailAddress, Identity, IdentityKind, PhoneNumber};
 pub use email::{Automated, ReopenPolicy, ThreadMatch, ThreadSignals};
 pub use event::{HandoffEvent, HandoffEventKind};
 pub use handoff::{Handoff, HandoffReason, HandoffStatus, Priority};
+pub use hours::BusinessHours;
 pub use ids::{AgentId, ConversationId, CustomerId, HandoffId, MessageId};
 pub use message::{
     Attachment, AuthorKind, DeliveryStatus, Direction, Message, MessageTemplate, MessageText,

@@ -152,8 +152,214 @@ pub struct HandoffRequest {
     pub priority: Priority,
     /// Skills the agent needs.
     pub required_skills: Vec<Skill>,
-    /// What the customer is told, on their channel, right away.
-    pub notice: MessageText,
+    /// What the customer is told, on their channel, right away; `None` when the router tells
+    /// them (with their place in the queue) once the ticket is queued.
+    pub notice: Option<MessageText>,
+    /// The team whose queue gets it.
+    pub team: Option<crate::model::Team>,
+    /// The escalation rule that fired.
+    pub rule: Option<String>,
+    /// What the bot understood the customer wants.
+    pub intent: Option<String>,
+    /// What the bot collected.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The customer's language, when known.
+    pub language: Option<String>,
+}
+
+/// How long a customer has been with the bot since it last took over (the conversation
+/// started, or a person handed it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BotSession {
+    /// Customer messages since then.
+    pub turns: u32,
+    /// When it began.
+    pub since: Timestamp,
+}
+
+/// A note on a ticket: why it was transferred, what the agent told the bot when handing
+/// back, or an internal remark. Notes travel with the ticket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HandoffNote {
+    /// `transfer`, `release` or `internal`.
+    pub kind: String,
+    /// Who wrote it.
+    pub author_agent_id: Option<AgentId>,
+    /// For a transfer: the team it went to.
+    pub to_team: Option<String>,
+    /// For a transfer: the agent it went to.
+    pub to_agent_id: Option<AgentId>,
+    /// The note.
+    pub text: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// One of the customer's conversations, as the agent's context shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConversationSummary {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// How many messages it has.
+    pub message_count: u32,
+    /// Its latest message's text, shortened.
+    pub last_message: Option<String>,
+}
+
+/// Everything an agent needs to take over without asking the customer to repeat themselves.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HandoffContext {
+    /// The ticket: reason, rule, summary, intent, collected fields, team, priority.
+    pub handoff: Handoff,
+    /// The conversation.
+    pub conversation: Conversation,
+    /// The customer with every identity known.
+    pub customer: Customer,
+    /// Its full transcript, oldest first (capped at [`HandoffContext::MAX_MESSAGES`]).
+    pub messages: Vec<Message>,
+    /// The customer's other conversations, on every channel, newest first.
+    pub earlier_conversations: Vec<ConversationSummary>,
+    /// Transfer and hand-back notes, oldest first.
+    pub notes: Vec<HandoffNote>,
+}
+
+impl HandoffContext {
+    /// The longest transcript the context carries; older messages stay in the conversation.
+    pub const MAX_MESSAGES: u32 = 1000;
+}
+
+/// Where an open ticket is, as the router persists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketPlacement {
+    /// Waiting in its team's queue.
+    Queued,
+    /// Offered to an agent, who has until `deadline` (if any) to accept.
+    Offered {
+        /// To whom.
+        agent: AgentId,
+        /// Since when.
+        at: Timestamp,
+        /// When the offer lapses.
+        deadline: Option<Timestamp>,
+    },
+    /// Accepted by an agent.
+    Owned {
+        /// By whom.
+        agent: AgentId,
+        /// Since when.
+        since: Timestamp,
+    },
+}
+
+/// An open ticket's routing state: what the router persists after each decision and reads
+/// back to rebuild itself after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketRouting {
+    /// The ticket.
+    pub handoff: HandoffId,
+    /// The team whose queue it is in (`general` for the general queue).
+    pub team: String,
+    /// Its priority now (overflow may raise it).
+    pub priority: Priority,
+    /// When it entered its current queue.
+    pub queue_entered_at: Timestamp,
+    /// Whether its queue's overflow rule was applied.
+    pub overflowed: bool,
+    /// Agents not to offer it to again.
+    pub excluded: Vec<AgentId>,
+    /// Where it is.
+    pub placement: TicketPlacement,
+}
+
+/// What the router reads back on start: every open ticket with what routing needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTicket {
+    /// The routing state.
+    pub routing: TicketRouting,
+    /// The conversation's channel.
+    pub channel: ChannelKind,
+    /// The ticket's own required skills.
+    pub required_skills: Vec<Skill>,
+    /// When it was requested.
+    pub requested_at: Timestamp,
+    /// Who last helped this customer before, and when (sticky routing).
+    pub last_agent: Option<(AgentId, Timestamp)>,
+}
+
+/// A step of a ticket for analytics, written to the outbox with the router's state change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingEvent {
+    /// Which step.
+    pub kind: crate::model::HandoffEventKind,
+    /// The ticket.
+    pub handoff: HandoffId,
+    /// The agent involved.
+    pub agent: Option<AgentId>,
+    /// What else it says (the team transferred to, the overflow, ...).
+    pub detail: Option<String>,
+}
+
+/// A notice the customer gets while waiting (their place in line, when people are back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingNotice {
+    /// The ticket.
+    pub handoff: HandoffId,
+    /// What they are told.
+    pub text: MessageText,
+    /// The position told, if any.
+    pub position: Option<u32>,
+    /// The estimate told, if any.
+    pub wait_ms: Option<i64>,
+}
+
+/// Everything one routing step changes, written in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoutingBatch {
+    /// The new state of every ticket the step touched.
+    pub tickets: Vec<TicketRouting>,
+    /// Analytics events, in order.
+    pub events: Vec<RoutingEvent>,
+    /// Agents offered a ticket, with when (round robin survives restarts).
+    pub offered_agents: Vec<(AgentId, Timestamp)>,
+    /// Notes (transfer notes) to attach.
+    pub notes: Vec<(HandoffId, HandoffNote)>,
+    /// Notices for waiting customers.
+    pub notices: Vec<WaitingNotice>,
+}
+
+impl RoutingBatch {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+            && self.events.is_empty()
+            && self.offered_agents.is_empty()
+            && self.notes.is_empty()
+            && self.notices.is_empty()
+    }
+}
+
+/// An agent's routing settings and state, read back on start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRouting {
+    /// The agent (skills, teams, capacity, hours, presence).
+    pub agent: Agent,
+    /// When they were last offered a ticket (round robin).
+    pub last_offered_at: Option<Timestamp>,
+}
+
+/// Changes to an agent's routing settings; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct AgentUpdate {
+    /// Skills.
+    pub skills: Option<Vec<Skill>>,
+    /// Teams.
+    pub teams: Option<Vec<crate::model::Team>>,
+    /// Overall capacity.
+    pub max_concurrent: Option<u32>,
+    /// Capacity per kind of work.
+    pub capacity: Option<crate::model::WorkCapacity>,
+    /// Working hours (`Some(None)` clears them).
+    pub hours: Option<Option<crate::model::BusinessHours>>,
 }
 
 /// A new agent.
@@ -169,6 +375,10 @@ pub struct NewAgent {
     pub teams: Vec<crate::model::Team>,
     /// Capacity.
     pub max_concurrent: u32,
+    /// Capacity per kind of work.
+    pub capacity: crate::model::WorkCapacity,
+    /// Working hours.
+    pub hours: Option<crate::model::BusinessHours>,
 }
 
 /// What a bearer token lets its holder do.
@@ -237,17 +447,6 @@ impl TicketStep {
     pub fn done(self) -> &'static str {
         self.handoff_status().as_str()
     }
-}
-
-/// A ticket offered to an agent by the router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Assignment {
-    /// The ticket.
-    pub handoff_id: HandoffId,
-    /// Its conversation.
-    pub conversation_id: ConversationId,
-    /// The agent.
-    pub agent_id: AgentId,
 }
 
 /// Filters for listing conversations.
@@ -399,16 +598,13 @@ pub trait Store: Send + Sync + 'static {
     // --- handoffs ---
 
     /// Hands a conversation in `bot` status to the queue, tells the customer, and records
-    /// the `requested` and `queued` events. Returns the ticket and the notice message.
+    /// the `requested` and `queued` events. Returns the ticket and the notice message, if
+    /// one was given.
     async fn request_handoff(
         &self,
         id: ConversationId,
         request: HandoffRequest,
-    ) -> Result<(Handoff, Message), StoreError>;
-
-    /// Offers queued tickets to online agents with free capacity, round robin, highest
-    /// priority and longest waiting first. Returns what it assigned.
-    async fn assign_queued(&self) -> Result<Vec<Assignment>, StoreError>;
+    ) -> Result<(Handoff, Option<Message>), StoreError>;
 
     /// Moves a ticket one step (accept, resolve, release), with the conversation and the event.
     /// `agent` is the acting agent, who must own the ticket, or `None` for an admin; accepting
@@ -529,6 +725,96 @@ pub trait Store: Send + Sync + 'static {
         uid_validity: u32,
         last_uid: u32,
     ) -> Result<(), StoreError>;
+
+    /// Every open ticket's routing state and every agent's, for the router to rebuild itself.
+    async fn routing_state(&self) -> Result<(Vec<AgentRouting>, Vec<OpenTicket>), StoreError>;
+
+    /// Writes one routing step: ticket states, events, notes and notices, all or nothing.
+    /// Fails with `Conflict` if a ticket was closed meanwhile.
+    async fn apply_routing(&self, batch: RoutingBatch) -> Result<Vec<Message>, StoreError>;
+
+    /// Who last owned a ticket of this customer, and when it closed (sticky routing).
+    async fn last_agent_of(
+        &self,
+        customer: crate::model::CustomerId,
+    ) -> Result<Option<(AgentId, Timestamp)>, StoreError>;
+
+    /// Queue settings by team (JSON), as stored.
+    async fn queue_settings(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+
+    /// Stores one queue's settings (JSON).
+    async fn set_queue_settings(
+        &self,
+        team: String,
+        settings: serde_json::Value,
+    ) -> Result<(), StoreError>;
+
+    /// Tickets of a team accepted since `since`: how many, and the median wait (ms) from
+    /// request to acceptance. The waiting customers' estimates come from these.
+    async fn recent_acceptances(
+        &self,
+        team: &str,
+        since: Timestamp,
+    ) -> Result<(u32, Option<i64>), StoreError>;
+
+    /// Queued tickets whose customer has not written since `cutoff` (and that were requested
+    /// before it): they have left.
+    async fn silent_queued(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<HandoffId>, StoreError>;
+
+    /// Marks a queued ticket abandoned and gives the conversation back to the bot.
+    async fn abandon(&self, id: HandoffId) -> Result<Handoff, StoreError>;
+
+    /// Adds a note to a ticket.
+    async fn add_handoff_note(&self, id: HandoffId, note: HandoffNote) -> Result<(), StoreError>;
+
+    /// Hands a conversation back to the bot with an optional note for it.
+    async fn set_handback_note(
+        &self,
+        id: ConversationId,
+        note: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Updates an agent's routing settings.
+    async fn update_agent(&self, id: AgentId, update: AgentUpdate) -> Result<Agent, StoreError>;
+
+    /// What waiting customers were last told: position, estimate, when.
+    #[allow(clippy::type_complexity)]
+    async fn told(
+        &self,
+        ids: Vec<HandoffId>,
+    ) -> Result<
+        std::collections::HashMap<HandoffId, (Option<u32>, Option<i64>, Option<Timestamp>)>,
+        StoreError,
+    >;
+
+    /// Replaces a customer's tags.
+    async fn set_customer_tags(
+        &self,
+        id: crate::model::CustomerId,
+        tags: Vec<String>,
+    ) -> Result<Customer, StoreError>;
+
+    /// Records the bot's fallback streak on a conversation.
+    async fn set_bot_fallbacks(&self, id: ConversationId, n: u32) -> Result<(), StoreError>;
+
+    /// How long the customer has been with the bot since it last took over.
+    async fn bot_session(&self, id: ConversationId) -> Result<BotSession, StoreError>;
+
+    /// The stored escalation rules (JSON, in order); `None` if never set.
+    async fn escalation_rules(&self) -> Result<Option<Vec<serde_json::Value>>, StoreError>;
+
+    /// Replaces the escalation rules: `(name, rule as JSON)` in order.
+    async fn set_escalation_rules(
+        &self,
+        rules: Vec<(String, serde_json::Value)>,
+    ) -> Result<(), StoreError>;
+
+    /// The context package of a ticket.
+    async fn handoff_context(&self, id: HandoffId) -> Result<HandoffContext, StoreError>;
 }
 
 /// The bytes of a file that arrived inside a message (email attachments).

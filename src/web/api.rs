@@ -34,6 +34,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/agents", web::post().to(create_agent))
             .route("/agents", web::get().to(list_agents))
             .route("/agents/{id}/presence", web::put().to(set_presence))
+            .route("/customers/{id}/tags", web::put().to(set_customer_tags))
+            .route("/escalation-rules", web::get().to(get_rules))
+            .route("/escalation-rules", web::put().to(put_rules))
             .route("/attachments/{id}", web::get().to(get_attachment)),
     );
 }
@@ -508,14 +511,100 @@ async fn get_handoff(
     services: web::Data<Services>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let handoff = services.store.handoff(parse_id(&path)?).await?;
+    let context = services.store.handoff_context(parse_id(&path)?).await?;
+    let handoff = &context.handoff;
     if let Role::Agent(me) = caller.role
         && handoff.assigned_agent_id != Some(me)
         && handoff.status != HandoffStatus::Queued
     {
         return Err(ApiError::Forbidden("this ticket is not yours".into()));
     }
-    Ok(HttpResponse::Ok().json(handoff))
+    let waited_ms = match (handoff.status.is_open(), handoff.accepted_at) {
+        (true, None) => Timestamp::now().millis_since(handoff.requested_at),
+        (_, Some(at)) => at.millis_since(handoff.requested_at),
+        (false, None) => handoff
+            .closed_at
+            .unwrap_or(handoff.requested_at)
+            .millis_since(handoff.requested_at),
+    };
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        handoff: &'a Handoff,
+        /// How long the customer waited for a person (so far, while waiting).
+        waited_ms: i64,
+        context: &'a crate::store::HandoffContext,
+    }
+    Ok(HttpResponse::Ok().json(Out {
+        handoff,
+        waited_ms,
+        context: &context,
+    }))
+}
+
+// --- customers and rules ---------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagsIn {
+    tags: Vec<String>,
+}
+
+async fn set_customer_tags(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let id = parse_id(&path)?;
+    let body: TagsIn = super::json_body(&body)?;
+    if body.tags.len() > 50 {
+        return Err(ApiError::BadRequest("at most 50 tags".into()));
+    }
+    let mut tags = body
+        .tags
+        .iter()
+        .map(|t| Team::parse(t).map(|t| t.as_str().to_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ApiError::BadRequest("tags are 1 to 64 of a-z, 0-9 and - _ : .".into()))?;
+    tags.sort();
+    tags.dedup();
+    let customer = services.store.set_customer_tags(id, tags).await?;
+    Ok(HttpResponse::Ok().json(customer))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesIo {
+    rules: Vec<crate::handoff::rules::RuleSpec>,
+}
+
+async fn get_rules(
+    caller: Caller,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    Ok(HttpResponse::Ok().json(RulesIo {
+        rules: services.handoffs.rules().specs(),
+    }))
+}
+
+async fn put_rules(
+    caller: Caller,
+    services: web::Data<Services>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let body: RulesIo = super::json_body(&body)?;
+    if body.rules.len() > 500 {
+        return Err(ApiError::BadRequest("at most 500 rules".into()));
+    }
+    let set = crate::handoff::rules::RuleSet::parse(body.rules)?;
+    services.handoffs.set_rules(set).await?;
+    Ok(HttpResponse::Ok().json(RulesIo {
+        rules: services.handoffs.rules().specs(),
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -568,6 +657,8 @@ struct AgentIn {
     skills: Option<Vec<String>>,
     teams: Option<Vec<String>>,
     max_concurrent: Option<u32>,
+    capacity: Option<crate::model::WorkCapacity>,
+    hours: Option<crate::model::BusinessHours>,
 }
 
 #[derive(Serialize)]
@@ -611,14 +702,31 @@ async fn create_agent(
                 .map(|t| Team::parse(t))
                 .collect::<Result<_, _>>()?,
             max_concurrent,
+            capacity: checked_capacity(body.capacity.unwrap_or_default())?,
+            hours: body.hours,
         })
         .await?;
+    services.router.agent_changed(agent.id).await?;
     let token = new_token("baton_agent");
     services
         .store
         .insert_token(&hash_token(&token), Role::Agent(agent.id), "agent token")
         .await?;
     Ok(HttpResponse::Created().json(CreatedAgent { agent, token }))
+}
+
+/// A capacity per kind of work within what one person can hold.
+fn checked_capacity(c: crate::model::WorkCapacity) -> Result<crate::model::WorkCapacity, ApiError> {
+    if [c.chat, c.messaging, c.email]
+        .into_iter()
+        .flatten()
+        .any(|n| n > 1000)
+    {
+        return Err(ApiError::BadRequest(
+            "capacity values must be at most 1000".into(),
+        ));
+    }
+    Ok(c)
 }
 
 #[derive(Serialize)]
@@ -653,9 +761,7 @@ async fn set_presence(
     let body: PresenceIn = super::json_body(&body)?;
     let presence: Presence = body.status.parse()?;
     let agent = services.store.set_presence(id, presence).await?;
-    if presence == Presence::Online {
-        services.router.kick();
-    }
+    services.router.agent_changed(id).await?;
     Ok(HttpResponse::Ok().json(agent))
 }
 

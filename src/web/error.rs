@@ -122,3 +122,9 @@ impl From<anyhow::Error> for ApiError {
         ApiError::Internal(e)
     }
 }
+
+impl From<crate::handoff::router::RouterError> for ApiError {
+    fn from(e: crate::handoff::router::RouterError) -> Self {
+        StoreError::from(e).into()
+    }
+}

@@ -52,7 +52,9 @@ async fn every_handoff_step_lands_in_clickhouse_exactly_once() {
     let expected: std::collections::BTreeMap<String, u64> = [
         ("requested", 2),
         ("queued", 2),
-        ("assigned", 2),
+        // Both tickets were offered; only the first was accepted (assigned = owned).
+        ("offered", 2),
+        ("assigned", 1),
         ("accepted", 1),
         ("first_agent_reply", 1),
         ("resolved", 1),
@@ -94,8 +96,8 @@ async fn a_batch_shipped_twice_counts_once_in_the_reports() {
         (4, event(HandoffEventKind::Queued, b, 0)),
         (5, event(HandoffEventKind::Requested, c, 0)),
         (6, event(HandoffEventKind::Queued, c, 0)),
-        (7, event(HandoffEventKind::Assigned, a, 1_000)),
-        (8, event(HandoffEventKind::Assigned, b, 3_000)),
+        (7, event(HandoffEventKind::Offered, a, 1_000)),
+        (8, event(HandoffEventKind::Offered, b, 3_000)),
     ];
     let ch = &app.services.clickhouse;
     ch.insert_events(&batch).await.unwrap();

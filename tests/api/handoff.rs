@@ -170,7 +170,7 @@ async fn round_robin_spreads_tickets_across_online_agents() {
         .unwrap()
         .to_owned();
     app.handoff_with_status(&c, "queued").await;
-    app.services.router.route_once().await.unwrap();
+    app.services.router.tick().await.unwrap();
     assert_eq!(app.conversation(&c).await["handoff"]["status"], "queued");
 }
 

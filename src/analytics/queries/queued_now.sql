@@ -1,5 +1,6 @@
--- Tickets whose latest step is still 'requested' or 'queued'. Only tickets of the last 30 days
--- can still be waiting; the bound keeps the scan small.
+-- Tickets whose latest step leaves them waiting for a person: requested, queued, or back in the
+-- queue after a decline, a lapsed offer or an overflow. Only tickets of the last 30 days can
+-- still be waiting; the bound keeps the scan small.
 SELECT count() AS queued
 FROM
 (
@@ -8,4 +9,4 @@ FROM
     WHERE occurred_at >= now() - 30 * 86400
     GROUP BY handoff_id
 )
-WHERE last_step IN ('requested', 'queued')
+WHERE last_step IN ('requested', 'queued', 'declined', 'offer_timed_out', 'overflowed')

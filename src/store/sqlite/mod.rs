@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 mod email;
 mod merged;
+mod routing;
 mod writer;
 use writer::{Job, Work};
 
@@ -228,6 +229,11 @@ fn prefixed_conversation(row: &SqliteRow, prefix: &str) -> Result<Conversation, 
         subject: row.try_get(col("subject").as_str())?,
         created_at: ts(row, &col("created_at"))?,
         updated_at: ts(row, &col("updated_at"))?,
+        bot_fallbacks: row
+            .try_get::<i64, _>(col("bot_fallbacks").as_str())?
+            .clamp(0, u32::MAX as i64) as u32,
+        handed_back_at: opt_ts(row, &col("handed_back_at"))?,
+        handback_note: row.try_get(col("handback_note").as_str())?,
     })
 }
 
@@ -267,6 +273,12 @@ fn row_handoff(row: &SqliteRow) -> Result<Handoff, StoreError> {
         accepted_at: opt_ts(row, "accepted_at")?,
         first_reply_at: opt_ts(row, "first_reply_at")?,
         closed_at: opt_ts(row, "closed_at")?,
+        team: row.try_get("team")?,
+        rule: row.try_get("rule")?,
+        intent: row.try_get("intent")?,
+        fields: json_col(row, "fields")?,
+        language: row.try_get("language")?,
+        offer_deadline: opt_ts(row, "offer_deadline")?,
     })
 }
 
@@ -287,6 +299,12 @@ fn row_agent(row: &SqliteRow) -> Result<Agent, StoreError> {
             .try_get::<i64, _>("max_concurrent")?
             .clamp(0, u32::MAX as i64) as u32,
         presence: parse_col(row, "presence")?,
+        capacity: json_col(row, "capacity")?,
+        hours: row
+            .try_get::<Option<String>, _>("hours")?
+            .map(|h| serde_json::from_str(&h))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("agent hours: {e}")))?,
         created_at: ts(row, "created_at")?,
     })
 }
@@ -590,7 +608,8 @@ async fn load_conversation(
     conn: &mut SqliteConnection,
     id: ConversationId,
 ) -> Result<Conversation, StoreError> {
-    let sql = "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at
+    let sql = "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at,
+                      bot_fallbacks, handed_back_at, handback_note
                FROM conversations WHERE id = ?";
     load_one(conn, sql, id.to_string(), "conversation", row_conversation).await
 }
@@ -681,8 +700,18 @@ async fn emit(
         handoff.assigned_agent_id,
         handoff.requested_at,
         now,
-    );
-    let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    )
+    .with(handoff.team.as_deref(), handoff.rule.as_deref());
+    emit_event(conn, &event, now).await
+}
+
+/// Appends a prepared event to the outbox, in the caller's transaction.
+async fn emit_event(
+    conn: &mut SqliteConnection,
+    event: &HandoffEvent,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query("INSERT INTO event_outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
         .bind(event.event_id.to_string())
         .bind(payload)
@@ -752,11 +781,12 @@ impl Store for SqliteStore {
 
     async fn customer(&self, id: CustomerId) -> Result<Customer, StoreError> {
         let mut conn = self.read.acquire().await?;
-        let row = sqlx::query("SELECT id, display_name, created_at FROM customers WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(StoreError::NotFound("customer"))?;
+        let row =
+            sqlx::query("SELECT id, display_name, tags, created_at FROM customers WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(StoreError::NotFound("customer"))?;
         let identities = sqlx::query(
             "SELECT kind, value FROM identities WHERE customer_id = ? ORDER BY created_at, kind",
         )
@@ -776,6 +806,7 @@ impl Store for SqliteStore {
             id,
             display_name: row.try_get("display_name")?,
             identities,
+            tags: json_col(&row, "tags")?,
             created_at: ts(&row, "created_at")?,
         })
     }
@@ -794,7 +825,8 @@ impl Store for SqliteStore {
             None => (None, None),
         };
         let rows = sqlx::query(
-            "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at
+            "SELECT id, channel, status, customer_id, assigned_agent_id, subject, created_at, updated_at,
+                    bot_fallbacks, handed_back_at, handback_note
              FROM conversations
              WHERE (?1 IS NULL OR channel = ?1)
                AND (?2 IS NULL OR status = ?2)
@@ -843,7 +875,9 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT c.id AS c_id, c.channel AS c_channel, c.status AS c_status, c.customer_id AS c_customer_id,
                     c.assigned_agent_id AS c_assigned_agent_id, c.subject AS c_subject,
-                    c.created_at AS c_created_at, c.updated_at AS c_updated_at, m.*
+                    c.created_at AS c_created_at, c.updated_at AS c_updated_at,
+                    c.bot_fallbacks AS c_bot_fallbacks, c.handed_back_at AS c_handed_back_at,
+                    c.handback_note AS c_handback_note, m.*
              FROM conversations c
              LEFT JOIN (SELECT * FROM messages WHERE conversation_id = ?1
                         ORDER BY created_at DESC, id DESC LIMIT ?2) m ON 1
@@ -1085,7 +1119,7 @@ impl Store for SqliteStore {
         &self,
         id: ConversationId,
         request: HandoffRequest,
-    ) -> Result<(Handoff, Message), StoreError> {
+    ) -> Result<(Handoff, Option<Message>), StoreError> {
         self.write(move |tx| {
             Box::pin(async move {
                 let now = Timestamp::now();
@@ -1107,8 +1141,8 @@ impl Store for SqliteStore {
                 let handoff_id = HandoffId::new();
                 sqlx::query(
                     "INSERT INTO handoffs (id, conversation_id, reason, reason_detail, summary, priority, priority_rank,
-                                           required_skills, status, requested_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                                           required_skills, status, requested_at, team, rule, intent, fields, language)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(handoff_id.to_string())
                 .bind(id.to_string())
@@ -1119,8 +1153,16 @@ impl Store for SqliteStore {
                 .bind(request.priority.rank())
                 .bind(skills_json(&request.required_skills))
                 .bind(now.as_millis())
+                .bind(request.team.as_ref().map(|t| t.as_str().to_owned()))
+                .bind(request.rule.as_deref())
+                .bind(request.intent.as_deref())
+                .bind(serde_json::Value::Object(request.fields.clone()).to_string())
+                .bind(request.language.as_deref())
                 .execute(&mut *tx)
                 .await?;
+                // Sticky routing: who last helped this customer, on any channel.
+                let last = routing::last_agent_of(&mut *tx, conversation.customer_id).await?;
+                routing::set_sticky(&mut *tx, handoff_id, last).await?;
                 let handoff = load_handoff(&mut *tx, handoff_id).await?;
                 emit(
                     &mut *tx,
@@ -1138,115 +1180,15 @@ impl Store for SqliteStore {
                     now,
                 )
                 .await?;
-                let notice = OutboundMessage::text(AuthorKind::System, None, request.notice);
-                let notice_id = insert_outbound(&mut *tx, &conversation, &notice, now).await?;
-                let notice = load_message(&mut *tx, notice_id).await?;
+                let notice = match request.notice {
+                    Some(text) => {
+                        let notice = OutboundMessage::text(AuthorKind::System, None, text);
+                        let id = insert_outbound(&mut *tx, &conversation, &notice, now).await?;
+                        Some(load_message(&mut *tx, id).await?)
+                    }
+                    None => None,
+                };
                 Ok((handoff, notice))
-            })
-        })
-        .await
-    }
-
-    async fn assign_queued(&self) -> Result<Vec<Assignment>, StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                let now = Timestamp::now();
-                let queued = sqlx::query(
-                    "SELECT h.*, c.channel FROM handoffs h JOIN conversations c ON c.id = h.conversation_id
-                     WHERE h.status = 'queued' ORDER BY h.priority_rank DESC, h.requested_at, h.id LIMIT 500",
-                )
-                .fetch_all(&mut *tx)
-                .await?;
-                if queued.is_empty() {
-                    return Ok(Vec::new());
-                }
-                struct Candidate {
-                    id: AgentId,
-                    skills: Vec<Skill>,
-                    free: i64,
-                }
-                let mut agents: Vec<Candidate> = sqlx::query(
-                    "SELECT a.id, a.skills, a.max_concurrent - (
-                         SELECT count(*) FROM handoffs h WHERE h.assigned_agent_id = a.id AND h.status IN ('assigned', 'accepted')
-                     ) AS free
-                     FROM agents a WHERE a.presence = 'online'
-                     ORDER BY a.last_assigned_at, a.id",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(Candidate {
-                        id: parse_col(r, "id")?,
-                        skills: parse_skills(r, "skills")?,
-                        free: r.try_get("free")?,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
-                // Strict rotation even within one millisecond: each assignment gets the next number.
-                let mut turn: i64 =
-                    sqlx::query("SELECT coalesce(max(last_assigned_at), 0) AS m FROM agents")
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("m")?;
-                turn = turn.max(now.as_millis());
-
-                let mut assigned = Vec::new();
-                for row in &queued {
-                    let handoff = row_handoff(row)?;
-                    let channel: ChannelKind = parse_col(row, "channel")?;
-                    let Some(pos) = agents.iter().position(|a| {
-                        a.free > 0
-                            && handoff
-                                .required_skills
-                                .iter()
-                                .all(|s| a.skills.iter().any(|k| k.as_str() == s))
-                    }) else {
-                        continue;
-                    };
-                    let mut agent = agents.remove(pos);
-                    turn += 1;
-                    sqlx::query("UPDATE handoffs SET status = 'assigned', assigned_agent_id = ?, assigned_at = ? WHERE id = ?")
-                        .bind(agent.id.to_string())
-                        .bind(now.as_millis())
-                        .bind(handoff.id.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                    set_conversation_status(
-                        &mut *tx,
-                        handoff.conversation_id,
-                        ConversationStatus::Queued,
-                        ConversationStatus::Assigned,
-                        now,
-                    )
-                    .await?;
-                    sqlx::query("UPDATE conversations SET assigned_agent_id = ? WHERE id = ?")
-                        .bind(agent.id.to_string())
-                        .bind(handoff.conversation_id.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("UPDATE agents SET last_assigned_at = ? WHERE id = ?")
-                        .bind(turn)
-                        .bind(agent.id.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                    let handoff = Handoff {
-                        status: HandoffStatus::Assigned,
-                        assigned_agent_id: Some(agent.id),
-                        assigned_at: Some(now),
-                        ..handoff
-                    };
-                    emit(&mut *tx, HandoffEventKind::Assigned, &handoff, channel, now).await?;
-                    assigned.push(Assignment {
-                        handoff_id: handoff.id,
-                        conversation_id: handoff.conversation_id,
-                        agent_id: agent.id,
-                    });
-                    agent.free -= 1;
-                    // The agent just served goes to the back of the line.
-                    agents.push(agent);
-                }
-                Ok(assigned)
             })
         })
         .await
@@ -1339,8 +1281,9 @@ impl Store for SqliteStore {
                 let id = AgentId::new();
                 let now = Timestamp::now();
                 let result = sqlx::query(
-                    "INSERT INTO agents (id, name, email, skills, teams, max_concurrent, presence, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, 'offline', ?)",
+                    "INSERT INTO agents (id, name, email, skills, teams, max_concurrent, presence, created_at,
+                                         capacity, hours)
+                     VALUES (?, ?, ?, ?, ?, ?, 'offline', ?, ?, ?)",
                 )
                 .bind(id.to_string())
                 .bind(&agent.name)
@@ -1352,6 +1295,15 @@ impl Store for SqliteStore {
                 )
                 .bind(agent.max_concurrent as i64)
                 .bind(now.as_millis())
+                .bind(serde_json::to_string(&agent.capacity).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                .bind(
+                    agent
+                        .hours
+                        .as_ref()
+                        .map(serde_json::to_string)
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
                 .execute(&mut *tx)
                 .await;
                 match result {
@@ -1682,6 +1634,211 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn set_customer_tags(
+        &self,
+        id: CustomerId,
+        tags: Vec<String>,
+    ) -> Result<Customer, StoreError> {
+        let json = serde_json::to_string(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let done = self
+            .write_one(move |tx| {
+                Box::pin(async move {
+                    Ok(sqlx::query("UPDATE customers SET tags = ? WHERE id = ?")
+                        .bind(json)
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected())
+                })
+            })
+            .await?;
+        if done == 0 {
+            return Err(StoreError::NotFound("customer"));
+        }
+        self.customer(id).await
+    }
+
+    async fn set_bot_fallbacks(&self, id: ConversationId, n: u32) -> Result<(), StoreError> {
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE conversations SET bot_fallbacks = ? WHERE id = ?")
+                    .bind(n as i64)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn bot_session(&self, id: ConversationId) -> Result<BotSession, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        routing::bot_session(&mut conn, id).await
+    }
+
+    async fn escalation_rules(&self) -> Result<Option<Vec<serde_json::Value>>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        routing::escalation_rules(&mut conn).await
+    }
+
+    async fn set_escalation_rules(
+        &self,
+        rules: Vec<(String, serde_json::Value)>,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move { routing::set_escalation_rules(tx, &rules).await })
+        })
+        .await
+    }
+
+    async fn routing_state(&self) -> Result<(Vec<AgentRouting>, Vec<OpenTicket>), StoreError> {
+        let mut conn = self.read.acquire().await?;
+        routing::routing_state(&mut conn).await
+    }
+
+    async fn apply_routing(&self, batch: RoutingBatch) -> Result<Vec<Message>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |tx| {
+            Box::pin(async move { routing::apply_routing(tx, batch, Timestamp::now()).await })
+        })
+        .await
+    }
+
+    async fn last_agent_of(
+        &self,
+        customer: CustomerId,
+    ) -> Result<Option<(AgentId, Timestamp)>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        routing::last_agent_of(&mut conn, customer).await
+    }
+
+    async fn queue_settings(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let rows = sqlx::query("SELECT team, settings FROM queues ORDER BY team")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let raw: String = r.try_get("settings")?;
+                Ok((
+                    r.try_get("team")?,
+                    serde_json::from_str(&raw)
+                        .map_err(|e| StoreError::Corrupt(format!("queue settings: {e}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn set_queue_settings(
+        &self,
+        team: String,
+        settings: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.write_one(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO queues (team, settings, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (team) DO UPDATE SET settings = ?2, updated_at = ?3",
+                )
+                .bind(team)
+                .bind(settings.to_string())
+                .bind(Timestamp::now().as_millis())
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn recent_acceptances(
+        &self,
+        team: &str,
+        since: Timestamp,
+    ) -> Result<(u32, Option<i64>), StoreError> {
+        let mut conn = self.read.acquire().await?;
+        routing::recent_acceptances(&mut conn, team, since).await
+    }
+
+    async fn silent_queued(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<HandoffId>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        routing::silent_queued(&mut conn, cutoff, limit).await
+    }
+
+    async fn abandon(&self, id: HandoffId) -> Result<Handoff, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move { routing::abandon(tx, id, Timestamp::now()).await })
+        })
+        .await
+    }
+
+    async fn add_handoff_note(&self, id: HandoffId, note: HandoffNote) -> Result<(), StoreError> {
+        self.write_one(move |tx| Box::pin(async move { routing::add_note(tx, id, &note).await }))
+            .await
+    }
+
+    async fn set_handback_note(
+        &self,
+        id: ConversationId,
+        note: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write_one(move |tx| {
+            Box::pin(
+                async move { routing::set_handback_note(tx, id, note, Timestamp::now()).await },
+            )
+        })
+        .await
+    }
+
+    async fn update_agent(&self, id: AgentId, update: AgentUpdate) -> Result<Agent, StoreError> {
+        self.write(move |tx| Box::pin(async move { routing::update_agent(tx, id, update).await }))
+            .await
+    }
+
+    async fn told(
+        &self,
+        ids: Vec<HandoffId>,
+    ) -> Result<
+        std::collections::HashMap<HandoffId, (Option<u32>, Option<i64>, Option<Timestamp>)>,
+        StoreError,
+    > {
+        let json = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT id, told_position, told_wait_ms, told_at FROM handoffs
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse_col(r, "id")?,
+                    (
+                        r.try_get::<Option<i64>, _>("told_position")?
+                            .map(|p| p.clamp(0, u32::MAX as i64) as u32),
+                        r.try_get("told_wait_ms")?,
+                        opt_ts(r, "told_at")?,
+                    ),
+                ))
+            })
+            .collect()
+    }
+
+    async fn handoff_context(&self, id: HandoffId) -> Result<HandoffContext, StoreError> {
+        let handoff = self.handoff(id).await?;
+        let conversation = self.conversation(handoff.conversation_id).await?;
+        let customer = self.customer(conversation.customer_id).await?;
+        let mut conn = self.read.acquire().await?;
+        routing::handoff_context(&mut conn, customer, handoff).await
+    }
 }
 
 #[cfg(test)]
@@ -1704,7 +1861,12 @@ mod tests {
             summary: None,
             priority: Priority::Normal,
             required_skills: vec![],
-            notice: MessageText::parse("a person is coming").unwrap(),
+            notice: Some(MessageText::parse("a person is coming").unwrap()),
+            team: None,
+            rule: None,
+            intent: None,
+            fields: Default::default(),
+            language: None,
         }
     }
 
