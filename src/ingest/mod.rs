@@ -180,9 +180,9 @@ impl Pipeline {
                 .into_iter()
                 .rev()
                 .collect();
-            frustration::score(&recent).score
+            Some(frustration::score(&recent))
         } else {
-            0.0
+            None
         };
         let tags = if rules.needs_customer_tags() {
             store.customer(conversation.customer_id).await?.tags
@@ -199,11 +199,11 @@ impl Pipeline {
         } else {
             (None, None)
         };
-        let language: Option<intent::Language> = None;
+        let language = intent::human_request(&message.text);
         let mut signals = Signals {
             words: &words,
-            asks_for_human: intent::asks_for_human(&message.text),
-            frustration,
+            asks_for_human: language.is_some(),
+            frustration: frustration.as_ref().map_or(0.0, |f| f.score),
             customer_tags: &tags,
             channel: conversation.channel,
             bot_turns,
@@ -212,7 +212,13 @@ impl Pipeline {
         };
         if let Some(fired) = rules.evaluate(Pass::BeforeBot, &signals) {
             let mut e = Escalation::from_rule(fired);
-            e.reason_detail = Some(message.text.chars().take(200).collect());
+            e.reason_detail = Some(match (&e.reason, &frustration) {
+                // Why the customer reads as frustrated, for the agent and the reports.
+                (HandoffReason::Frustration, Some(f)) => {
+                    format!("frustration {:.2}: {}", f.score, f.reason())
+                }
+                _ => message.text.chars().take(200).collect(),
+            });
             e.language = language.map(|l| l.as_str().to_owned());
             self.escalate(conversation_id, e).await?;
             return store.mark_processed(message_id).await;

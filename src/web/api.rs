@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::handoff::Escalation;
+use crate::handoff::engine::{QueueConfig, TransferTarget};
 use crate::model::{
     Agent, AgentId, Attachment, ChannelKind, Conversation, ConversationId, ConversationStatus,
     Customer, EmailAddress, Handoff, HandoffId, HandoffReason, HandoffStatus, Identity, Message,
@@ -35,6 +36,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/agents", web::get().to(list_agents))
             .route("/agents/{id}/presence", web::put().to(set_presence))
             .route("/customers/{id}/tags", web::put().to(set_customer_tags))
+            .route("/queues", web::get().to(list_queues))
+            .route("/queues/{team}", web::put().to(put_queue))
+            .route("/agents/{id}", web::patch().to(update_agent))
             .route("/escalation-rules", web::get().to(get_rules))
             .route("/escalation-rules", web::put().to(put_rules))
             .route("/attachments/{id}", web::get().to(get_attachment)),
@@ -609,18 +613,15 @@ async fn put_rules(
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ActorIn {
+struct ActionIn {
+    /// The agent acting (an admin acting for one).
     agent_id: Option<String>,
-}
-
-fn actor(caller: &Caller, body: &[u8]) -> Result<Option<AgentId>, ApiError> {
-    let body: ActorIn = super::optional_json(body)?;
-    let named = body
-        .agent_id
-        .as_deref()
-        .map(parse_id::<AgentId>)
-        .transpose()?;
-    caller.acting_agent(named)
+    /// A transfer's or hand-back's note.
+    note: Option<String>,
+    /// A transfer's target team.
+    team: Option<String>,
+    /// A transfer's target agent.
+    to_agent_id: Option<String>,
 }
 
 async fn ticket_action(
@@ -631,20 +632,98 @@ async fn ticket_action(
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
     let id: HandoffId = parse_id(&id)?;
-    let step = match action.as_str() {
-        "accept" => TicketStep::Accept,
-        "resolve" => TicketStep::Resolve,
-        "release" => TicketStep::Release,
+    let body: ActionIn = super::optional_json(&body)?;
+    let named = body
+        .agent_id
+        .as_deref()
+        .map(parse_id::<AgentId>)
+        .transpose()?;
+    let agent = caller.acting_agent(named)?;
+    let note = optional_text("note", body.note, 4000)?;
+    let needs_agent = |what: &str| {
+        agent.ok_or_else(|| {
+            ApiError::BadRequest(format!("an admin must name the {what} agent as agent_id"))
+        })
+    };
+    let handoff = match action.as_str() {
+        "accept" => {
+            let agent = needs_agent("accepting")?;
+            services
+                .handoffs
+                .step(id, TicketStep::Accept, Some(agent))
+                .await?
+        }
+        "decline" => {
+            let agent = needs_agent("declining")?;
+            services.handoffs.decline(id, agent).await?
+        }
+        "resolve" => {
+            services
+                .handoffs
+                .step(id, TicketStep::Resolve, agent)
+                .await?
+        }
+        "release" => {
+            services
+                .handoffs
+                .step_with_note(id, TicketStep::Release, agent, note)
+                .await?
+        }
+        "transfer" => {
+            let to = match (body.team.as_deref(), body.to_agent_id.as_deref()) {
+                (Some(team), None) => TransferTarget::Team(Team::parse(team)?),
+                (None, Some(a)) => TransferTarget::Agent(parse_id(a)?),
+                _ => {
+                    return Err(ApiError::BadRequest(
+                        "a transfer names either team or to_agent_id".into(),
+                    ));
+                }
+            };
+            let note = note.ok_or_else(|| {
+                ApiError::BadRequest("a transfer needs a note for whoever takes over".into())
+            })?;
+            services.handoffs.transfer(id, agent, to, note).await?
+        }
         _ => return Err(ApiError::NotFound("route")),
     };
-    let agent = actor(&caller, &body)?;
-    if step == TicketStep::Accept && agent.is_none() {
-        return Err(ApiError::BadRequest(
-            "an admin must name the accepting agent as agent_id".into(),
-        ));
-    }
-    let handoff = services.handoffs.step(id, step, agent).await?;
     Ok(HttpResponse::Ok().json(handoff))
+}
+
+// --- queues ----------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct QueueList {
+    queues: Vec<QueueConfig>,
+}
+
+async fn list_queues(
+    caller: Caller,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    Ok(HttpResponse::Ok().json(QueueList {
+        queues: services.router.queue_configs().await?,
+    }))
+}
+
+async fn put_queue(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let team = Team::parse(&path)?;
+    // The team comes from the path; the body is the rest of the queue's settings.
+    let mut json: serde_json::Value = super::json_body(&body)?;
+    let Some(map) = json.as_object_mut() else {
+        return Err(ApiError::BadRequest("a queue is a JSON object".into()));
+    };
+    map.insert("team".into(), team.as_str().into());
+    let queue: QueueConfig =
+        serde_json::from_value(json).map_err(|e| ApiError::BadRequest(format!("queue: {e}")))?;
+    services.router.set_queue(queue.clone()).await?;
+    Ok(HttpResponse::Ok().json(queue))
 }
 
 // --- agents ----------------------------------------------------------------------------------
@@ -727,6 +806,59 @@ fn checked_capacity(c: crate::model::WorkCapacity) -> Result<crate::model::WorkC
         ));
     }
     Ok(c)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentPatch {
+    skills: Option<Vec<String>>,
+    teams: Option<Vec<String>>,
+    max_concurrent: Option<u32>,
+    capacity: Option<crate::model::WorkCapacity>,
+    /// `null` clears the hours; absent keeps them.
+    #[serde(default, deserialize_with = "present")]
+    hours: Option<Option<crate::model::BusinessHours>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+async fn update_agent(
+    caller: Caller,
+    services: web::Data<Services>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let id: AgentId = parse_id(&path)?;
+    let body: AgentPatch = super::json_body(&body)?;
+    if body.max_concurrent.is_some_and(|m| m > 1000) {
+        return Err(ApiError::BadRequest(
+            "max_concurrent must be at most 1000".into(),
+        ));
+    }
+    let update = crate::store::AgentUpdate {
+        skills: body
+            .skills
+            .map(|v| v.iter().map(|s| Skill::parse(s)).collect::<Result<_, _>>())
+            .transpose()?,
+        teams: body
+            .teams
+            .map(|v| v.iter().map(|t| Team::parse(t)).collect::<Result<_, _>>())
+            .transpose()?,
+        max_concurrent: body.max_concurrent,
+        capacity: body.capacity.map(checked_capacity).transpose()?,
+        hours: body.hours,
+    };
+    let agent = services.store.update_agent(id, update).await?;
+    services.router.agent_changed(id).await?;
+    Ok(HttpResponse::Ok().json(agent))
 }
 
 #[derive(Serialize)]
