@@ -9,5 +9,6 @@ mod helpers;
 mod mail_servers;
 mod messages;
 mod restart;
+mod router;
 mod webchat;
 mod webhooks;
