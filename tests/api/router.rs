@@ -292,12 +292,41 @@ async fn the_agent_gets_the_whole_context_and_hands_back_to_a_bot_that_stayed_si
     let app = spawn_app_with(|s| {
         s.bot_webhook_url = Some(url);
         s.queues = vec![queue(json!({"team": "billing"}))];
+        s.support_address = Some("support@example.com".into());
     })
     .await;
     let (_, token) = app.agent("Dee", &["billing"], 2, true).await;
-    let c = conversation_of(&app.customer_says("eve", "hello there").await);
+    // Eve wrote by email last week; today she is on the API channel with the same address.
+    let mail = "From: Eve <eve@customer.example>\r\nTo: support@example.com\r\n\
+                Subject: Invoice question\r\nMessage-ID: <eve-1@customer.example>\r\n\
+                MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nWhere is my invoice?\r\n";
+    let r = app
+        .client
+        .post(app.url("/ingest/email"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "message/rfc822")
+        .body(mail)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let email_conversation = conversation_of(&r.json().await.unwrap());
+    let r = app
+        .post_json(
+            "/api/v1/messages",
+            ADMIN_TOKEN,
+            json!({"sender": {"external_id": "eve", "email": "eve@customer.example"}, "text": "hello there"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 202);
+    let c = conversation_of(&r.json().await.unwrap());
     app.message_where(&c, |m| m["author_kind"] == "bot").await;
-    app.customer_says("eve", "I need a refund please").await;
+    app.post_json(
+        "/api/v1/messages",
+        ADMIN_TOKEN,
+        json!({"sender": {"external_id": "eve"}, "text": "I need a refund please"}),
+    )
+    .await;
     let h = app.handoff_with_status(&c, "assigned").await;
     let id = h["id"].as_str().unwrap().to_owned();
     assert_eq!(h["reason"], "bot_request");
@@ -315,9 +344,30 @@ async fn the_agent_gets_the_whole_context_and_hands_back_to_a_bot_that_stayed_si
         .collect();
     assert_eq!(transcript[0], "hello there");
     assert!(transcript.contains(&"I need a refund please"));
+    let identities: Vec<&str> = t["context"]["customer"]["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        identities.contains(&"eve") && identities.contains(&"eve@customer.example"),
+        "{identities:?}"
+    );
+    let earlier = t["context"]["earlier_conversations"].as_array().unwrap();
+    assert_eq!(earlier.len(), 1, "{earlier:?}");
     assert_eq!(
-        t["context"]["customer"]["identities"][0]["value"], "eve",
-        "{t}"
+        earlier[0]["conversation"]["id"],
+        email_conversation.as_str()
+    );
+    assert_eq!(earlier[0]["conversation"]["channel"], "email");
+    // The bot answered that mail too: its answer is the latest message there.
+    assert!(earlier[0]["message_count"].as_u64().unwrap() >= 1);
+    assert!(
+        earlier[0]["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("invoice")
     );
     assert!(t["waited_ms"].as_i64().unwrap() >= 0);
 
