@@ -757,12 +757,7 @@ async fn create_agent(
     let body: AgentIn = super::json_body(&body)?;
     let name = optional_text("name", Some(body.name), 200)?
         .ok_or_else(|| ApiError::BadRequest("name must not be empty".into()))?;
-    let max_concurrent = body.max_concurrent.unwrap_or(3);
-    if max_concurrent > 1000 {
-        return Err(ApiError::BadRequest(
-            "max_concurrent must be at most 1000".into(),
-        ));
-    }
+    let max_concurrent = checked_max(body.max_concurrent.unwrap_or(3))?;
     let agent = services
         .store
         .create_agent(NewAgent {
@@ -792,6 +787,16 @@ async fn create_agent(
         .insert_token(&hash_token(&token), Role::Agent(agent.id), "agent token")
         .await?;
     Ok(HttpResponse::Created().json(CreatedAgent { agent, token }))
+}
+
+/// An overall capacity within what one person can hold.
+fn checked_max(n: u32) -> Result<u32, ApiError> {
+    if n > 1000 {
+        return Err(ApiError::BadRequest(
+            "max_concurrent must be at most 1000".into(),
+        ));
+    }
+    Ok(n)
 }
 
 /// A capacity per kind of work within what one person can hold.
@@ -838,11 +843,6 @@ async fn update_agent(
     caller.require_admin()?;
     let id: AgentId = parse_id(&path)?;
     let body: AgentPatch = super::json_body(&body)?;
-    if body.max_concurrent.is_some_and(|m| m > 1000) {
-        return Err(ApiError::BadRequest(
-            "max_concurrent must be at most 1000".into(),
-        ));
-    }
     let update = crate::store::AgentUpdate {
         skills: body
             .skills
@@ -852,7 +852,7 @@ async fn update_agent(
             .teams
             .map(|v| v.iter().map(|t| Team::parse(t)).collect::<Result<_, _>>())
             .transpose()?,
-        max_concurrent: body.max_concurrent,
+        max_concurrent: body.max_concurrent.map(checked_max).transpose()?,
         capacity: body.capacity.map(checked_capacity).transpose()?,
         hours: body.hours,
     };

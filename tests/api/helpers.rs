@@ -263,11 +263,23 @@ impl TestApp {
 
     /// Creates an agent; returns (id, token).
     pub async fn create_agent(&self, name: &str, online: bool) -> (String, String) {
+        self.create_agent_in(name, &[], 2, online).await
+    }
+
+    /// Creates an agent in `teams` taking `max` conversations at once; returns (id, token).
+    pub async fn create_agent_in(
+        &self,
+        name: &str,
+        teams: &[&str],
+        max: u32,
+        online: bool,
+    ) -> (String, String) {
         let r = self
             .post_json(
                 "/api/v1/agents",
                 ADMIN_TOKEN,
-                json!({"name": name, "email": format!("{}@example.com", name.to_lowercase()), "max_concurrent": 2}),
+                json!({"name": name, "email": format!("{}@example.com", name.to_lowercase()),
+                       "teams": teams, "max_concurrent": max}),
             )
             .await;
         assert_eq!(r.status().as_u16(), 201);

@@ -7,28 +7,6 @@ use serde_json::{Value, json};
 use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, spawn_app_with};
 
 impl TestApp {
-    /// Creates an agent with teams and a capacity; returns (id, token).
-    async fn agent(&self, name: &str, teams: &[&str], max: u32, online: bool) -> (String, String) {
-        let r = self
-            .post_json(
-                "/api/v1/agents",
-                ADMIN_TOKEN,
-                json!({"name": name, "email": format!("{}@example.com", name.to_lowercase()),
-                       "teams": teams, "max_concurrent": max}),
-            )
-            .await;
-        assert_eq!(r.status().as_u16(), 201);
-        let body: Value = r.json().await.unwrap();
-        let (id, token) = (
-            body["id"].as_str().unwrap().to_owned(),
-            body["token"].as_str().unwrap().to_owned(),
-        );
-        if online {
-            self.set_presence(&id, &token, "online").await;
-        }
-        (id, token)
-    }
-
     /// POSTs a ticket action; returns (status, body).
     async fn act(&self, token: &str, handoff: &str, action: &str, body: Value) -> (u16, Value) {
         let r = self
@@ -111,9 +89,9 @@ async fn a_frustrated_customer_waits_in_line_then_is_offered_timed_out_re_offere
         ];
     })
     .await;
-    let (ann, ann_token) = app.agent("Ann", &[], 1, false).await;
-    let (ben, ben_token) = app.agent("Ben", &[], 1, false).await;
-    let (cat, cat_token) = app.agent("Cat", &["billing"], 1, false).await;
+    let (ann, ann_token) = app.create_agent_in("Ann", &[], 1, false).await;
+    let (ben, ben_token) = app.create_agent_in("Ben", &[], 1, false).await;
+    let (cat, cat_token) = app.create_agent_in("Cat", &["billing"], 1, false).await;
 
     // Nobody is online: the first customer is next in line.
     let amy = conversation_of(&app.customer_says("amy", "I want to talk to a person").await);
@@ -295,7 +273,7 @@ async fn the_agent_gets_the_whole_context_and_hands_back_to_a_bot_that_stayed_si
         s.support_address = Some("support@example.com".into());
     })
     .await;
-    let (_, token) = app.agent("Dee", &["billing"], 2, true).await;
+    let (_, token) = app.create_agent_in("Dee", &["billing"], 2, true).await;
     // Eve wrote by email last week; today she is on the API channel with the same address.
     let mail = "From: Eve <eve@customer.example>\r\nTo: support@example.com\r\n\
                 Subject: Invoice question\r\nMessage-ID: <eve-1@customer.example>\r\n\
@@ -489,7 +467,7 @@ async fn outside_business_hours_the_customer_is_told_when_people_are_back_and_th
         }}))];
     })
     .await;
-    let (_, _) = app.agent("Hal", &[], 2, true).await;
+    let (_, _) = app.create_agent_in("Hal", &[], 2, true).await;
     let c = conversation_of(&app.customer_says("ivy", "talk to a human please").await);
     let h = app.handoff_with_status(&c, "queued").await;
     let notice = eventually("the customer is told when people are back", || async {
@@ -532,7 +510,7 @@ async fn offers_and_queues_survive_a_restart() {
         )];
     })
     .await;
-    let (kim, kim_token) = app.agent("Kim", &[], 1, true).await;
+    let (kim, kim_token) = app.create_agent_in("Kim", &[], 1, true).await;
     let first = conversation_of(&app.customer_says("lou", "human please").await);
     let offered = app.handoff_with_status(&first, "assigned").await;
     assert_eq!(offered["assigned_agent_id"], kim.as_str());
@@ -570,7 +548,7 @@ async fn concurrent_requests_never_give_a_ticket_to_two_agents_or_an_agent_more_
     .await;
     let mut agents = Vec::new();
     for name in ["Pia", "Quin", "Rex"] {
-        agents.push(app.agent(name, &[], 2, true).await);
+        agents.push(app.create_agent_in(name, &[], 2, true).await);
     }
     // Thirty customers ask at once.
     let asks = (0..30).map(|i| {
