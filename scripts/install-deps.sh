@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Baton's tests and demo need on a fresh Debian machine, when it is missing:
 # Debian's clickhouse-server (18.16 on bookworm), Debian's dovecot-imapd (2.3 on bookworm) and
-# aiosmtpd from PyPI for the email tests' private IMAP and SMTP servers, and, for the
-# modern-ClickHouse check, chdb from PyPI. Safe to run repeatedly.
+# aiosmtpd from PyPI for the email tests' private IMAP and SMTP servers, Debian's chromium for
+# the dashboard's browser test, and, for the modern-ClickHouse check, chdb from PyPI. Safe to
+# run repeatedly.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -23,6 +24,12 @@ if [ ! -x /usr/lib/dovecot/imap ]; then
   if [ -d /run/systemd/system ]; then
     as_root systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
   fi
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian package)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then

@@ -92,6 +92,9 @@ struct Inner {
     settings: RouterSettings,
     engine: Mutex<Engine>,
     kick: Notify,
+    /// Bumped after every routing change that was stored: live views (the dashboard's live
+    /// panel) wait on it instead of polling.
+    activity: watch::Sender<u64>,
 }
 
 fn now_ms() -> i64 {
@@ -167,6 +170,7 @@ impl Router {
                 settings,
                 engine: Mutex::new(Engine::new()),
                 kick: Notify::new(),
+                activity: watch::Sender::new(0),
             }),
         }
     }
@@ -377,6 +381,7 @@ impl Router {
             .count();
         match self.inner.store.apply_routing(batch).await {
             Ok(sent) => {
+                self.touched();
                 if offers > 0 {
                     tracing::info!(offers, "tickets offered to agents");
                 }
@@ -470,6 +475,7 @@ impl Router {
         if !batch.is_empty() && !self.inner.store.apply_routing(batch).await?.is_empty() {
             self.inner.dispatcher.kick();
         }
+        self.touched();
         Ok(())
     }
 
@@ -595,6 +601,7 @@ impl Router {
             self.rebuild(&mut engine).await?;
             return Err(e);
         }
+        self.touched();
         Ok(handoff)
     }
 
@@ -629,8 +636,12 @@ impl Router {
     pub async fn agent_changed(&self, agent: AgentId) -> Result<(), RouterError> {
         let a = self.inner.store.agent(agent).await?;
         let spec = agent_spec(&a);
-        self.change(Vec::new(), |e, now, out| e.upsert_agent(spec, now, out))
-            .await
+        let result = self
+            .change(Vec::new(), |e, now, out| e.upsert_agent(spec, now, out))
+            .await;
+        // Presence and load show on the live panel even when nothing was routed.
+        self.touched();
+        result
     }
 
     /// Adds or replaces a queue, durably.
@@ -660,6 +671,16 @@ impl Router {
     /// Where a waiting ticket stands: (position, queue length).
     pub async fn position(&self, ticket: HandoffId) -> Option<(usize, usize)> {
         self.inner.engine.lock().await.position(ticket)
+    }
+
+    /// Changes with every stored routing change (a ticket queued, offered, accepted, closed;
+    /// an agent's presence): subscribe to refresh live views.
+    pub fn activity(&self) -> watch::Receiver<u64> {
+        self.inner.activity.subscribe()
+    }
+
+    fn touched(&self) {
+        self.inner.activity.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Asks the worker to run now.
@@ -697,6 +718,7 @@ impl Router {
                     let mut out = Vec::new();
                     let _ = engine.release(id, now_ms(), &mut out);
                     self.persist(&engine, out, Vec::new()).await?;
+                    self.touched();
                     tracing::info!(handoff_id = %id, "the customer left while waiting; ticket abandoned");
                 }
                 // Taken meanwhile: not abandoned after all.

@@ -136,3 +136,53 @@ async fn an_agent_token_does_not_open_the_dashboard() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 }
+
+#[tokio::test]
+async fn the_live_panel_changes_without_a_reload_when_a_handoff_happens() {
+    use crate::browser::Browser;
+    let app = spawn_app().await;
+    app.create_agent("Uma", false).await;
+    let mut browser = Browser::launch().await;
+    browser.goto(&app.url("/login")).await;
+    browser
+        .eval(&format!(
+            "document.querySelector('input[name=token]').value = '{ADMIN_TOKEN}';
+             document.querySelector('form').submit(); true"
+        ))
+        .await;
+    browser
+        .wait_for(
+            "the dashboard after logging in",
+            "location.pathname === '/dashboard' && document.readyState === 'complete'",
+        )
+        .await;
+    let queued = "document.querySelector('[data-live=queued-now]').textContent.trim()";
+    assert_eq!(browser.eval(queued).await, "0");
+    // A marker that survives only if the page is never reloaded.
+    browser.eval("window.sameDocument = true").await;
+    browser
+        .wait_for(
+            "the live stream to connect",
+            "document.querySelector('[data-live=streamed]') !== null",
+        )
+        .await;
+
+    let c = app
+        .customer_says("wendy", "I want to talk to a person")
+        .await;
+    app.handoff_with_status(c["conversation_id"].as_str().unwrap(), "queued")
+        .await;
+    browser
+        .wait_for(
+            "the live panel to show the queued handoff",
+            &format!("{queued} === '1'"),
+        )
+        .await;
+    assert_eq!(browser.eval("window.sameDocument === true").await, true);
+    browser
+        .screenshot(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/screenshots/dashboard.png"),
+        )
+        .await;
+}

@@ -2,6 +2,7 @@
 
 mod analytics;
 mod bad_input;
+mod browser;
 mod dashboard;
 mod email;
 mod handoff;
