@@ -4,6 +4,7 @@
 mod api;
 mod assets;
 pub mod auth;
+pub mod charts;
 pub mod error;
 mod ingest;
 mod logging;
