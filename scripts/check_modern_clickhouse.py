@@ -238,7 +238,7 @@ def main() -> int:
                         ("priority", "high", "1"), ("priority", "low", "1"),
                         ("priority", "normal", "3"), ("priority", "urgent", "2"),
                         ("reason", "bot_failure", "1"), ("reason", "customer_request", "4"),
-                        ("reason", "frustration", "2"), ("team", "", "4"),
+                        ("reason", "frustration", "2"), ("team", "general", "4"),
                         ("team", "billing", "3")]))
                 api = rows(engine, bind(path.read_text(), {**week, "channel": "api"}))
                 api_all = [r for r in api if r["dimension"] == "all"][0]

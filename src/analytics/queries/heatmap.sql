@@ -10,15 +10,17 @@ FROM
         -- base:begin  One row per handoff requested in the period that matches the filters.
         -- The same text is in every report query that starts from handoffs (a unit test
         -- checks it). Attributes: the channel and reason never change; the priority is the
-        -- one it was requested with; the team is the last one it was in; the agent is the
-        -- last one who owned it (empty if nobody did).
+        -- one it was requested with; the team is the last one it was in (`general` for the
+        -- general queue, which events name ''); the agent is the last one who owned it
+        -- (empty if nobody did).
         SELECT
             handoff_id AS h_id,
             any(conversation_id) AS h_conversation,
             any(channel) AS h_channel,
             any(reason) AS h_reason,
             argMin(priority, seq) AS h_priority,
-            argMax(team, seq) AS h_team,
+            argMax(team, seq) AS h_last_team,
+            if(h_last_team = '', 'general', h_last_team) AS h_team,
             argMaxIf(agent_id, seq, event_type = 'assigned') AS h_agent,
             minIf(occurred_at_ms, event_type = 'requested') AS h_requested_at,
             argMax(event_type, seq) AS h_last,
