@@ -1,25 +1,35 @@
 #!/usr/bin/env python3
-"""Runs Baton's ClickHouse migrations and dashboard queries on a current ClickHouse engine.
+"""Runs Baton's ClickHouse migrations and report queries on a current ClickHouse engine.
 
 The tests run against Debian's clickhouse-server 18.16 (the only one installable here); users
 run a current release. chdb embeds a current engine, so this script proves the same SQL files
-also work there, and that the reports give the hand-computed figures on a known event set
-that was inserted twice (as a re-shipped batch would be).
+also work there, and that every report query gives the hand-computed figures on known event
+sets that were inserted twice (as a re-shipped batch would be).
 
 Usage: python3 scripts/check_modern_clickhouse.py   (pip install chdb first)
+       python3 scripts/check_modern_clickhouse.py --http http://127.0.0.1:8123
+         runs the same checks on a running server instead (e.g. a private 18.16), in a
+         throw-away database.
 """
 import csv
 import io
 import pathlib
+import re
 import sys
 import tempfile
+import urllib.request
 import uuid
-
-from chdb import session
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MIGRATIONS = sorted((ROOT / "migrations" / "clickhouse").glob("*.sql"))
 QUERIES = sorted((ROOT / "src" / "analytics" / "queries").glob("*.sql"))
+FIXTURE = ROOT / "tests" / "fixtures" / "report_events.csv"
+
+# The fixture's times are seconds after T0, Monday 2026-03-02 00:00:00 UTC.
+T0_MS = 1772409600 * 1000
+WEEK_MS = 7 * 86400 * 1000
+COLUMNS = ("event_id, event_type, handoff_id, conversation_id, channel, reason, priority, "
+           "agent_id, occurred_at, occurred_at_ms, wait_ms, seq, team, detail")
 
 
 def statements(sql: str):
@@ -39,67 +49,223 @@ def statements(sql: str):
     return out
 
 
-def rows(s, sql):
-    text = str(s.query(sql, "CSVWithNames"))
-    return list(csv.DictReader(io.StringIO(text)))
+def literal(value):
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def bind(sql: str, values: dict) -> str:
+    """Binds the `?` placeholders as the gateway does: in the order the `-- params:` line names
+    them, each name looked up in `values`."""
+    m = re.search(r"^-- params: (.*)$", sql, re.M)
+    names = [n.strip() for n in m.group(1).split(",")] if m else []
+    parts = sql.split("?")
+    assert len(parts) - 1 == len(names), f"{len(parts) - 1} placeholders, {len(names)} params"
+    out = parts[0]
+    for name, rest in zip(names, parts[1:]):
+        out += literal(values[name]) + rest
+    return out
+
+
+class Chdb:
+    def __init__(self, tmp):
+        from chdb import session
+        self.s = session.Session(tmp)
+        self.s.query("CREATE DATABASE IF NOT EXISTS baton_check")
+        self.s.query("USE baton_check")
+
+    def run(self, sql):
+        return str(self.s.query(sql, "CSVWithNames"))
+
+    def execute(self, sql):
+        self.s.query(sql)
+
+
+class Http:
+    def __init__(self, url):
+        self.url = url.rstrip("/")
+        self.db = "baton_check_" + uuid.uuid4().hex[:12]
+        self.post(f"CREATE DATABASE {self.db}", db=None)
+
+    def post(self, sql, db="self"):
+        url = self.url + "/" + (f"?database={self.db}" if db else "")
+        req = urllib.request.Request(url, data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(e.read().decode()) from None
+
+    def run(self, sql):
+        return self.post(sql + "\nFORMAT CSVWithNames")
+
+    def execute(self, sql):
+        self.post(sql)
+
+    def close(self):
+        self.post(f"DROP DATABASE {self.db}", db=None)
+
+
+def rows(engine, sql):
+    return list(csv.DictReader(io.StringIO(engine.run(sql))))
+
+
+def event_values(events):
+    """events: (handoff, kind, occurred_ms, wait_ms, conversation, channel, reason, priority,
+    agent, team) -> a VALUES list with fresh event ids and increasing seq."""
+    out = []
+    for seq, (h, kind, at, wait, conv, channel, reason, prio, agent, team) in enumerate(events, 1):
+        out.append(
+            f"('{uuid.uuid4()}', '{kind}', '{h}', '{conv}', '{channel}', '{reason}', '{prio}', "
+            f"'{agent}', toDateTime({at // 1000}), {at}, {wait}, {seq}, '{team}', '')"
+        )
+    return ",".join(out)
+
+
+def insert_twice(engine, events):
+    before = {r["event_id"] for r in rows(engine, "SELECT event_id FROM handoff_events")}
+    engine.execute(f"INSERT INTO handoff_events ({COLUMNS}) VALUES {event_values(events)}")
+    new = [r["event_id"] for r in rows(engine, "SELECT event_id FROM handoff_events")
+           if r["event_id"] not in before]
+    # The same rows again, with the same event ids: what a retried shipment does.
+    engine.execute("INSERT INTO handoff_events SELECT * FROM handoff_events WHERE event_id IN ("
+               + ",".join(f"'{e}'" for e in new) + ")")
+
+
+def fixture_events():
+    """The report fixture (tests/fixtures/report_events.csv), shared with the Rust tests."""
+    with open(FIXTURE) as f:
+        lines = list(csv.DictReader(f))
+    requested = {l["handoff"]: int(l["at_s"]) for l in lines if l["event"] == "requested"}
+    ids = {}
+
+    def uid(name):
+        return ids.setdefault(name, str(uuid.uuid4())) if name else ""
+    events = []
+    for l in lines:
+        at = T0_MS + int(l["at_s"]) * 1000
+        wait = (int(l["at_s"]) - requested[l["handoff"]]) * 1000
+        events.append((uid(l["handoff"]), l["event"], at, wait, uid(l["conversation"]), l["channel"],
+                       l["reason"], l["priority"], uid(l["agent"]), l["team"]))
+    return events, ids
 
 
 def main() -> int:
     failures = []
+    http = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--http" else None
     with tempfile.TemporaryDirectory() as tmp:
-        s = session.Session(tmp)
-        print("engine:", str(s.query("SELECT version()", "CSV")).strip())
-        s.query("CREATE DATABASE IF NOT EXISTS baton_check")
-        s.query("USE baton_check")
+        engine = Http(http) if http else Chdb(tmp)
+        print("engine:", engine.run("SELECT version() AS v").splitlines()[1])
         for path in MIGRATIONS:
             for stmt in statements(path.read_text()):
-                s.query(stmt)
+                engine.execute(stmt)
             print("migration ok:", path.name)
 
-        # Three handoffs on web chat; a and b offered after 1 s and 3 s; c still waiting.
+        # "Today" set: three handoffs on web chat just now; a and b offered after 1 s and 3 s;
+        # c still waiting.
+        now_ms = int(rows(engine, "SELECT toUInt64(toUnixTimestamp(now())) * 1000 AS n")[0]["n"])
         a, b, c = (str(uuid.uuid4()) for _ in range(3))
-        events = [
-            (a, "requested", 0), (a, "queued", 0), (b, "requested", 0), (b, "queued", 0),
-            (c, "requested", 0), (c, "queued", 0), (a, "offered", 1000), (b, "offered", 3000),
-        ]
-        values = ",".join(
-            f"('{uuid.uuid4()}', '{kind}', '{h}', '{uuid.uuid4()}', 'web_chat', 'customer_request', 'normal', '', "
-            f"now(), toUInt64(toUnixTimestamp(now())) * 1000, {wait}, {seq})"
-            for seq, (h, kind, wait) in enumerate(events, start=1)
-        )
-        columns = ("event_id, event_type, handoff_id, conversation_id, channel, reason, priority, "
-                   "agent_id, occurred_at, occurred_at_ms, wait_ms, seq")
-        insert = f"INSERT INTO handoff_events ({columns}) VALUES {values}"
-        # The same rows twice, with the same event ids: what a retried shipment does.
-        s.query(insert)
-        duplicated = rows(s, "SELECT event_id FROM handoff_events")
-        s.query(
-            "INSERT INTO handoff_events SELECT * FROM handoff_events WHERE event_id IN ("
-            + ",".join(f"'{r['event_id']}'" for r in duplicated)
-            + ")"
-        )
-        raw = int(rows(s, "SELECT count() AS n FROM handoff_events")[0]["n"])
+        today = [(a, "requested", 0), (a, "queued", 0), (b, "requested", 0), (b, "queued", 0),
+                 (c, "requested", 0), (c, "queued", 0), (a, "offered", 1000), (b, "offered", 3000)]
+        insert_twice(engine, [(h, k, now_ms, w, str(uuid.uuid4()), "web_chat", "customer_request",
+                               "normal", "", "") for h, k, w in today])
+        # The report fixture, a week in March 2026 (hand computations in tests/api/reports.rs).
+        events, ids = fixture_events()
+        insert_twice(engine, events)
+        raw = int(rows(engine, "SELECT count() AS n FROM handoff_events")[0]["n"])
         print("raw rows (before merges):", raw)
 
+        name_of = {v: k for k, v in ids.items()}
+        week = {
+            "from_s": T0_MS // 1000, "from_ms": T0_MS, "to_ms": T0_MS + WEEK_MS,
+            "channel": "", "team": "", "agent": "", "reason": "", "priority": "",
+            "now_ms": now_ms, "sla_assignment_ms": 120000, "sla_first_reply_ms": 300000,
+            "bucket_ms": 86400000, "drill": "sla_breached", "limit": 1000,
+            "since_s": now_ms // 1000 - 3600,
+        }
+        q = lambda p, s: f"[{p},{s}]"
         expected = {
             "handoffs_today_by_channel": [{"channel": "web_chat", "handoffs": "3"}],
             "queued_now": [{"queued": "1"}],
             "wait_to_assignment_today": [{"assigned": "2", "median_wait": "3000"}],
+            "requested_recently": [{"last_5m": "3", "last_15m": "3", "last_60m": "3"}],
+            "heatmap": [
+                {"weekday": w, "hour": h, "count": n} for w, h, n in
+                [("1", "0", "1"), ("1", "1", "1"), ("1", "2", "1"), ("2", "10", "2"),
+                 ("2", "11", "1"), ("3", "11", "1")]
+            ],
+            "reasons_over_time": [
+                {"bucket_start_ms": str(T0_MS + d * 86400000), "reason": r, "count": n}
+                for d, r, n in [(0, "bot_failure", "1"), (0, "customer_request", "2"),
+                                (1, "customer_request", "1"), (1, "frustration", "2"),
+                                (2, "customer_request", "1")]
+            ],
         }
+
+        def check(name, got, want):
+            ok = got == want
+            print(f"query {'ok' if ok else 'MISMATCH'}: {name} -> {got}")
+            if not ok:
+                failures.append(f"{name}: expected {want}, got {got}")
+
         for path in QUERIES:
             name = path.stem
-            got = rows(s, path.read_text())
-            want = expected.get(name)
-            status = "ok" if want is None or got == want else "MISMATCH"
-            print(f"query {status}: {name} -> {got}")
-            if status != "ok":
-                failures.append(f"{name}: expected {want}, got {got}")
-            if want is None:
-                failures.append(f"{name}: no expected result in this script; add one")
+            sql = bind(path.read_text(), week)
+            got = rows(engine, sql)
+            if name == "handoff_metrics":
+                by = {(r["dimension"], name_of.get(r["key"], r["key"])): r for r in got}
+                total = by[("all", "")]
+                check(name + " (all)", {k: total[k] for k in (
+                    "requested", "assigned", "assign_wait_q", "replied", "reply_wait_q",
+                    "accepted", "accept_q", "handled", "handle_q", "resolved", "released",
+                    "abandoned", "open", "waiting", "offered", "reoffered", "offers", "declines",
+                    "offer_timeouts", "transfers", "transferred", "rehandoffs",
+                    "sla_assignment_breaches", "sla_first_reply_breaches")}, {
+                    "requested": "7", "assigned": "5", "assign_wait_q": "[15000,205000,205000]",
+                    "replied": "4", "reply_wait_q": "[100000,300000,300000]",
+                    "accepted": "5", "accept_q": "[5000,20000,20000]",
+                    "handled": "5", "handle_q": "[285000,700000,700000]",
+                    "resolved": "3", "released": "2", "abandoned": "1", "open": "1",
+                    "waiting": "1", "offered": "6", "reoffered": "1", "offers": "8",
+                    "declines": "1", "offer_timeouts": "1", "transfers": "1",
+                    "transferred": "1", "rehandoffs": "1", "sla_assignment_breaches": "3",
+                    "sla_first_reply_breaches": "3"})
+                check(name + " (breakdowns)", sorted(
+                    (d, k, r["requested"]) for (d, k), r in by.items() if d != "all"), sorted([
+                        ("agent", "", "2"), ("agent", "A", "3"), ("agent", "B", "2"),
+                        ("channel", "api", "3"), ("channel", "web_chat", "4"),
+                        ("priority", "high", "1"), ("priority", "low", "1"),
+                        ("priority", "normal", "3"), ("priority", "urgent", "2"),
+                        ("reason", "bot_failure", "1"), ("reason", "customer_request", "4"),
+                        ("reason", "frustration", "2"), ("team", "general", "4"),
+                        ("team", "billing", "3")]))
+                api = rows(engine, bind(path.read_text(), {**week, "channel": "api"}))
+                api_all = [r for r in api if r["dimension"] == "all"][0]
+                check(name + " (channel=api)", {k: api_all[k] for k in (
+                    "requested", "assigned", "abandoned", "released", "rehandoffs",
+                    "sla_assignment_breaches")}, {"requested": "3", "assigned": "1",
+                    "abandoned": "1", "released": "1", "rehandoffs": "1",
+                    "sla_assignment_breaches": "3"})
+            elif name == "handoff_list":
+                got_names = [name_of[r["handoff_id"]] for r in got]
+                check(name + " (sla_breached)", got_names, ["h5", "h4", "h3"])
+                for drill, want in [("rehandoff", ["h4"]), ("transferred", ["h2"]),
+                                    ("abandoned", ["h3"]), ("waiting", ["h5"]),
+                                    ("requested", ["h7", "h5", "h6", "h4", "h3", "h2", "h1"])]:
+                    got = rows(engine, bind(path.read_text(), {**week, "drill": drill}))
+                    check(f"{name} ({drill})", [name_of[r["handoff_id"]] for r in got], want)
+            else:
+                want = expected.get(name)
+                if want is None:
+                    failures.append(f"{name}: no expected result in this script; add one")
+                check(name, got, want)
+        if http:
+            engine.close()
     if failures:
         print("\n".join(failures), file=sys.stderr)
         return 1
-    print("modern ClickHouse check passed")
+    print("ClickHouse report check passed")
     return 0
 
 

@@ -104,6 +104,10 @@ pub struct Settings {
     pub abandon_after_secs: u64,
     /// The least time between two waiting updates to one customer.
     pub waiting_update_secs: u64,
+    /// Target from a handoff request to an agent owning it; longer is an SLA breach in reports.
+    pub sla_assignment_secs: u64,
+    /// Target from a handoff request to the agent's first reply; longer is an SLA breach.
+    pub sla_first_reply_secs: u64,
     /// Twilio account SID.
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token: verifies X-Twilio-Signature and authenticates sends.
@@ -161,6 +165,8 @@ impl Default for Settings {
             waiting_texts: Default::default(),
             abandon_after_secs: 30 * 60,
             waiting_update_secs: 5 * 60,
+            sla_assignment_secs: 120,
+            sla_first_reply_secs: 300,
             twilio_account_sid: None,
             twilio_auth_token: None,
             twilio_from: None,

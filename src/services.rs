@@ -47,6 +47,8 @@ pub struct Services {
     pub hub: WebChatHub,
     /// Recently verified API tokens.
     pub tokens: crate::web::auth::TokenCache,
+    /// Recently computed reports, so many open dashboards cost ClickHouse little.
+    pub reports: crate::analytics::reports::ReportCache,
     /// Turns raw inbound mail into messages.
     pub email: EmailInbound,
     /// The IMAP poller, when a mailbox is configured (its loop runs as a worker; tests can
@@ -211,6 +213,7 @@ impl Services {
             clickhouse,
             hub,
             tokens: Default::default(),
+            reports: Default::default(),
             email,
             imap,
             sqlite,

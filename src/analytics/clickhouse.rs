@@ -25,6 +25,9 @@ pub enum AnalyticsError {
     /// Unreachable, timed out, or answered with an error.
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] ::clickhouse::error::Error),
+    /// The store failed (reports that also read it, such as containment and the live view).
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// The database name is not a plain identifier.
     #[error("invalid ClickHouse database name {0:?}")]
     InvalidDatabase(String),

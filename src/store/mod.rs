@@ -486,6 +486,15 @@ pub enum DeliveryOutcome {
     Failed(String),
 }
 
+/// Conversations active in a period and how many of them were handed to a person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationActivity {
+    /// Conversations with at least one customer message in the period.
+    pub active: u64,
+    /// Of those, conversations with a handoff requested in the period.
+    pub handed_off: u64,
+}
+
 /// An event in the outbox, with its position.
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
@@ -664,6 +673,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many events wait to ship.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
+
+    // --- reports ---
+
+    /// Conversations with at least one customer message in `[from, to)` (optionally on one
+    /// channel), and how many of those had a handoff requested in the same period: the
+    /// denominator of bot containment, which ClickHouse (handoff events only) cannot know.
+    async fn conversation_activity(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        channel: Option<ChannelKind>,
+    ) -> Result<ConversationActivity, StoreError>;
 
     // --- messaging platforms ---
 

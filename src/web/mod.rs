@@ -9,6 +9,7 @@ pub mod error;
 mod ingest;
 mod logging;
 mod pages;
+mod reports;
 mod webhooks;
 mod widget;
 
@@ -72,6 +73,7 @@ impl Application {
                 }))
                 .route("/healthz", web::get().to(healthz))
                 .configure(|cfg| ingest::routes(cfg, max_email))
+                .configure(reports::routes)
                 .configure(api::routes)
                 .configure(webhooks::routes)
                 .configure(widget::routes)

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::auth::{Caller, SESSION_COOKIE};
 use super::error::ApiError;
-use crate::analytics::reports::{self, Summary};
+use crate::analytics::reports::{self, Today};
 use crate::services::{Services, hash_token};
 
 /// Registers the pages.
@@ -32,7 +32,7 @@ async fn index() -> impl Responder {
 
 /// The summary as the page shows it.
 struct SummaryView {
-    summary: Option<Summary>,
+    summary: Option<Today>,
     error: Option<String>,
     outbox_backlog: u64,
 }
@@ -228,7 +228,7 @@ struct SummaryFragment {
 
 async fn load_summary(services: &Services) -> SummaryView {
     let outbox_backlog = services.store.outbox_len().await.unwrap_or(0);
-    match reports::summary(&services.clickhouse).await {
+    match reports::today(&services.clickhouse).await {
         Ok(summary) => SummaryView {
             summary: Some(summary),
             error: None,

@@ -103,7 +103,7 @@ async fn a_batch_shipped_twice_counts_once_in_the_reports() {
     ch.insert_events(&batch).await.unwrap();
     ch.insert_events(&batch).await.unwrap(); // the retry after a lost acknowledgement
 
-    let s = reports::summary(ch).await.unwrap();
+    let s = reports::today(ch).await.unwrap();
     assert_eq!(s.today_total, 3);
     assert_eq!(s.today_by_channel.len(), 1);
     assert_eq!(s.today_by_channel[0].channel, "web_chat");

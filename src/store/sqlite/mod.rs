@@ -1437,6 +1437,37 @@ impl Store for SqliteStore {
         Ok(n.max(0) as u64)
     }
 
+    async fn conversation_activity(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        channel: Option<ChannelKind>,
+    ) -> Result<ConversationActivity, StoreError> {
+        let row = sqlx::query(
+            "SELECT count(*) AS active, coalesce(sum(handed_off), 0) AS handed_off FROM (
+                 SELECT m.conversation_id,
+                        EXISTS (SELECT 1 FROM handoffs h
+                                WHERE h.conversation_id = m.conversation_id
+                                  AND h.requested_at >= ?1 AND h.requested_at < ?2) AS handed_off
+                 FROM messages m
+                 WHERE m.direction = 'in' AND m.created_at >= ?1 AND m.created_at < ?2
+                   AND (?3 IS NULL OR m.channel = ?3)
+                 GROUP BY m.conversation_id
+             )",
+        )
+        .bind(from.as_millis())
+        .bind(to.as_millis())
+        .bind(channel.map(ChannelKind::as_str))
+        .fetch_one(&self.read)
+        .await?;
+        let active: i64 = row.try_get("active")?;
+        let handed_off: i64 = row.try_get("handed_off")?;
+        Ok(ConversationActivity {
+            active: active.max(0) as u64,
+            handed_off: handed_off.max(0) as u64,
+        })
+    }
+
     async fn channel_recipient(
         &self,
         conversation: ConversationId,
