@@ -5,6 +5,7 @@ mod api;
 mod assets;
 pub mod auth;
 pub mod charts;
+mod dashboard;
 pub mod error;
 mod ingest;
 mod logging;
@@ -78,6 +79,7 @@ impl Application {
                 .configure(webhooks::routes)
                 .configure(widget::routes)
                 .configure(pages::routes)
+                .configure(dashboard::routes)
                 .configure(assets::routes)
                 .default_service(web::to(|| async { ApiError::NotFound("route").error_response() }))
         })

@@ -1,0 +1,242 @@
+//! Dashboard benchmark: full page render time over a large event history, and how fresh the
+//! page is after a handoff.
+//!
+//! `cargo bench --bench dashboard -- [--events N] [--renders N]` (defaults 10,000,000 and 20).
+//! Starts a private clickhouse-server (scripts/clickhouse-private.sh; or set
+//! BATON_TEST_CLICKHOUSE_URL), inserts N synthetic handoff events spread over 30 days (seven
+//! steps per handoff, server-side from `numbers()`), starts the gateway against it, then:
+//! - renders `/dashboard?range=30d` (every figure, both charts, all breakdowns) N times and
+//!   reports p50/p95/max, each time with a distinct filter so the report cache never answers;
+//! - measures freshness: from a customer's "I want a person" to the live panel's stream
+//!   showing it, and to the 1-hour report counting it (through the outbox, the shipper and
+//!   ClickHouse).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton::config::Settings;
+use baton::web::Application;
+
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private ClickHouse for the run, or the one named by BATON_TEST_CLICKHOUSE_URL.
+fn clickhouse(dir: &std::path::Path) -> (String, Option<std::process::Child>) {
+    if let Ok(url) = std::env::var("BATON_TEST_CLICKHOUSE_URL") {
+        return (url, None);
+    }
+    let (http, tcp) = (free_port(), free_port());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/clickhouse-private.sh");
+    let child = Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .arg(http.to_string())
+        .arg(tcp.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start clickhouse-server");
+    let url = format!("http://127.0.0.1:{http}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(Instant::now() < deadline, "clickhouse-server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (url, Some(child))
+}
+
+async fn sql(client: &reqwest::Client, url: &str, db: &str, q: &str) -> String {
+    let r = client
+        .post(format!("{url}/?database={db}"))
+        .body(q.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{q}: {text}");
+    text
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let events = arg("--events", 10_000_000);
+    let renders = arg("--renders", 20).max(2) as usize;
+    let work = tempfile::tempdir().unwrap();
+    let (ch_url, mut ch_child) = clickhouse(&work.path().join("clickhouse"));
+    let db = "baton_bench_dashboard";
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: work.path().join("data"),
+        clickhouse_url: ch_url.clone(),
+        clickhouse_database: db.into(),
+        api_token: Some(TOKEN.to_owned().into()),
+        ..Settings::default()
+    };
+    settings.ship_interval_ms = 200;
+    let app = Application::build(settings).await.expect("gateway starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let services = app.services();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    // The schema exists once the shipper has migrated.
+    services.shipper.drain().await.expect("schema");
+
+    // N events: seven steps per handoff, handoffs spread over the last 30 days.
+    let started = Instant::now();
+    sql(
+        &http,
+        &ch_url,
+        db,
+        &format!(
+            "INSERT INTO handoff_events (event_id, event_type, handoff_id, conversation_id, channel, reason,
+                 priority, agent_id, occurred_at, occurred_at_ms, wait_ms, seq, team, detail)
+             SELECT concat('e', toString(number)),
+                    arrayElement(['requested', 'queued', 'offered', 'accepted', 'assigned', 'first_agent_reply', 'resolved'], toUInt32(number % 7) + 1),
+                    concat('h', toString(intDiv(number, 7))),
+                    concat('c', toString(intDiv(number, 7))),
+                    arrayElement(['web_chat', 'api', 'email', 'whats_app', 'telegram'], toUInt32(intDiv(number, 7) % 5) + 1),
+                    arrayElement(['customer_request', 'bot_request', 'frustration', 'bot_failure'], toUInt32(intDiv(number, 7) % 4) + 1),
+                    arrayElement(['normal', 'high', 'low', 'urgent'], toUInt32(intDiv(number, 7) % 4) + 1),
+                    concat('agent-', toString(intDiv(number, 7) % 50)),
+                    toDateTime(toUInt32(now()) - (intDiv(number, 7) % 2592000) + (number % 7) * 20),
+                    (toUInt64(toUInt32(now()) - (intDiv(number, 7) % 2592000)) + (number % 7) * 20) * 1000,
+                    (number % 7) * 20000,
+                    number,
+                    arrayElement(['', 'billing', 'tech'], toUInt32(intDiv(number, 7) % 3) + 1),
+                    ''
+             FROM numbers({events})"
+        ),
+    )
+    .await;
+    sql(&http, &ch_url, db, "OPTIMIZE TABLE handoff_events FINAL").await;
+    let loaded = started.elapsed();
+    let rows = sql(&http, &ch_url, db, "SELECT count() FROM handoff_events").await;
+    println!(
+        "loaded {} events in {:.1} s",
+        rows.trim(),
+        loaded.as_secs_f64()
+    );
+
+    // Full page renders, each with a filter the cache has not seen (a custom 30-day window
+    // ending a different second).
+    let now = baton::model::Timestamp::now().as_millis();
+    let mut times = Vec::with_capacity(renders);
+    for i in 0..renders {
+        let to = now - i as i64 * 1000;
+        let from = to - 30 * 86_400_000;
+        let t = Instant::now();
+        let r = http
+            .get(format!("{base}/dashboard?range=custom&from={from}&to={to}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let page = r.text().await.unwrap();
+        times.push(t.elapsed());
+        assert!(page.contains("data-metric=\"requested\""), "the page has its figures");
+    }
+    times.sort();
+    println!(
+        "dashboard render over {} events (30 days, {} renders): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        rows.trim(),
+        renders,
+        percentile(&times, 0.5).as_secs_f64() * 1000.0,
+        percentile(&times, 0.95).as_secs_f64() * 1000.0,
+        times.last().unwrap().as_secs_f64() * 1000.0
+    );
+
+    // Freshness, through the live panel's stream and through the ClickHouse report.
+    let mut live = http
+        .get(format!("{base}/dashboard/live"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    // The first event is the panel as it is now.
+    let _ = live.chunk().await.unwrap();
+    let before: u64 = {
+        let v: serde_json::Value = http
+            .get(format!("{base}/api/v1/reports/summary?range=1h"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["totals"]["requested"].as_u64().unwrap_or(0)
+    };
+    let asked = Instant::now();
+    let r = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"sender": {"external_id": "fresh"}, "text": "I want to talk to a person"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let mut buffered = String::new();
+    let live_after = loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), live.chunk())
+            .await
+            .expect("the live panel to update")
+            .unwrap()
+            .expect("stream open");
+        buffered.push_str(&String::from_utf8_lossy(&chunk));
+        if buffered.contains("data-live=\"queued-now\">1<") {
+            break asked.elapsed();
+        }
+    };
+    let report_after = loop {
+        let v: serde_json::Value = http
+            .get(format!("{base}/api/v1/reports/summary?range=1h"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["totals"]["requested"].as_u64().unwrap_or(0) > before {
+            break asked.elapsed();
+        }
+        assert!(asked.elapsed() < Duration::from_secs(60), "the report never counted it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "freshness: live panel {:.0} ms after the customer's message; 1-hour report {:.0} ms",
+        live_after.as_secs_f64() * 1000.0,
+        report_after.as_secs_f64() * 1000.0
+    );
+    handle.stop(true).await;
+    drop(Arc::clone(&services));
+    if let Some(child) = ch_child.as_mut() {
+        let _ = child.kill();
+    }
+}
