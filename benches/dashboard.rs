@@ -159,7 +159,10 @@ async fn main() {
         assert!(r.status().is_success(), "{}", r.status());
         let page = r.text().await.unwrap();
         times.push(t.elapsed());
-        assert!(page.contains("data-metric=\"requested\""), "the page has its figures");
+        assert!(
+            page.contains("data-metric=\"requested\""),
+            "the page has its figures"
+        );
     }
     times.sort();
     println!(
@@ -226,7 +229,10 @@ async fn main() {
         if v["totals"]["requested"].as_u64().unwrap_or(0) > before {
             break asked.elapsed();
         }
-        assert!(asked.elapsed() < Duration::from_secs(60), "the report never counted it");
+        assert!(
+            asked.elapsed() < Duration::from_secs(60),
+            "the report never counted it"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     println!(

@@ -173,10 +173,7 @@ impl LiveView {
             )
         });
         Self {
-            as_of: live
-                .as_ref()
-                .map(|l| utc(l.now_ms))
-                .unwrap_or_default(),
+            as_of: live.as_ref().map(|l| utc(l.now_ms)).unwrap_or_default(),
             live,
             queued_total,
             oldest_wait: fmt_opt_ms(&oldest),
@@ -459,10 +456,18 @@ impl ReportView {
 
 /// Handoffs by reason per time bucket as stacked bars.
 fn reasons_chart(s: &Summary) -> Option<String> {
-    let mut buckets: Vec<u64> = s.reasons_over_time.iter().map(|b| b.bucket_start_ms).collect();
+    let mut buckets: Vec<u64> = s
+        .reasons_over_time
+        .iter()
+        .map(|b| b.bucket_start_ms)
+        .collect();
     buckets.sort_unstable();
     buckets.dedup();
-    let mut reasons: Vec<&str> = s.reasons_over_time.iter().map(|b| b.reason.as_str()).collect();
+    let mut reasons: Vec<&str> = s
+        .reasons_over_time
+        .iter()
+        .map(|b| b.reason.as_str())
+        .collect();
     reasons.sort_unstable();
     reasons.dedup();
     let series = reasons
@@ -534,10 +539,7 @@ fn to_login(req: &HttpRequest) -> HttpResponse {
         q => format!("{}?{q}", req.path()),
     };
     HttpResponse::SeeOther()
-        .insert_header((
-            "Location",
-            format!("/login?next={}", urlencoding(&next)),
-        ))
+        .insert_header(("Location", format!("/login?next={}", urlencoding(&next))))
         .finish()
 }
 
