@@ -8,6 +8,7 @@ mod handoff;
 mod helpers;
 mod mail_servers;
 mod messages;
+mod pipeline;
 mod restart;
 mod router;
 mod webchat;
