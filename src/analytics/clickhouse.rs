@@ -33,6 +33,77 @@ pub enum AnalyticsError {
     InvalidDatabase(String),
 }
 
+impl AnalyticsError {
+    /// Whether ClickHouse refused the data itself (a value it cannot parse, a check that
+    /// failed): sending the same rows again fails again. Anything else (unreachable, timed
+    /// out, overloaded, a missing table, wrong credentials) may pass later and is retried.
+    ///
+    /// Decided on ClickHouse's error code, which every version puts in the text ("Code: 27,
+    /// e.displayText() = ..." on 18.16, "Code: 27. DB::Exception: ..." today); the HTTP
+    /// status is no guide, 18.16 answers 500 for most of these. Codes that also mean a schema
+    /// out of step with Baton (TYPE_MISMATCH, reading past the end) are left out on purpose:
+    /// they would fail every row, and every event would end up in the dead letters.
+    pub fn is_bad_data(&self) -> bool {
+        use ::clickhouse::error::Error as E;
+        let Self::ClickHouse(e) = self else {
+            return false;
+        };
+        match e {
+            // The row could not be serialized: it will not serialize next time either.
+            E::Custom(_) | E::SequenceMustHaveLength | E::InvalidUtf8Encoding(_) => true,
+            E::BadResponse(text) => match exception_code(text) {
+                Some(code) => {
+                    BAD_DATA_CODES.contains(&code)
+                        // TOO_MANY_PARTS also means "merges are behind" (wait); this one
+                        // shrinks when the batch is split.
+                        || (code == 252 && text.contains("partitions for single INSERT"))
+                }
+                // A proxy's own answer, without ClickHouse's text.
+                None => {
+                    text.starts_with("400 ") || text.starts_with("413 ") || text.starts_with("422 ")
+                }
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether the database or table is gone (a wiped or replaced server): the migrations
+    /// must run again before anything ships.
+    pub fn is_missing_schema(&self) -> bool {
+        match self {
+            Self::ClickHouse(::clickhouse::error::Error::BadResponse(text)) => {
+                matches!(exception_code(text), Some(60 | 81))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// ClickHouse error codes that blame the data: CANNOT_PARSE_TEXT (6),
+/// CANNOT_PARSE_QUOTED_STRING (26), CANNOT_PARSE_INPUT_ASSERTION_FAILED (27),
+/// CANNOT_PARSE_DATE (38), CANNOT_PARSE_DATETIME (41), ARGUMENT_OUT_OF_BOUND (69),
+/// CANNOT_CONVERT_TYPE (70), CANNOT_PARSE_NUMBER (72), INCORRECT_DATA (117),
+/// CANNOT_READ_ARRAY_FROM_TEXT (130), TOO_LARGE_STRING_SIZE (131),
+/// VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE (321), FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (395),
+/// DECIMAL_OVERFLOW (407), VIOLATED_CONSTRAINT (469).
+const BAD_DATA_CODES: &[u32] = &[
+    6, 26, 27, 38, 41, 69, 70, 72, 117, 130, 131, 321, 395, 407, 469,
+];
+
+/// The number after "Code: " in a ClickHouse error text.
+fn exception_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + "Code: ".len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Bounds on one INSERT: a ClickHouse that stops answering fails the shipment (retried later)
+/// instead of holding the shipper forever.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const END_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A handle on Baton's ClickHouse database. Cheap to clone.
 #[derive(Clone)]
 pub struct ClickHouse {
@@ -127,12 +198,43 @@ impl ClickHouse {
         &self,
         events: &[(i64, HandoffEvent)],
     ) -> Result<(), AnalyticsError> {
-        let mut insert = self.db.insert::<EventRow>("handoff_events").await?;
-        for (seq, e) in events {
-            insert.write(&EventRow::from_event(*seq, e)).await?;
+        let rows: Vec<EventRow> = events
+            .iter()
+            .map(|(seq, e)| EventRow::from_event(*seq, e))
+            .collect();
+        self.insert_rows(&rows).await
+    }
+
+    /// Inserts rows in one INSERT; it succeeds only once ClickHouse confirmed it.
+    pub async fn insert_rows(&self, rows: &[EventRow]) -> Result<(), AnalyticsError> {
+        let mut insert = self
+            .db
+            .insert::<EventRow>("handoff_events")
+            .await?
+            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+        for row in rows {
+            insert.write(row).await?;
         }
         insert.end().await?;
         Ok(())
+    }
+
+    /// A batching inserter into `handoff_events`: it ends an INSERT once `max_rows` rows or
+    /// `max_bytes` bytes are written or `period` has passed, checked on each `commit()`.
+    pub fn event_inserter(
+        &self,
+        max_rows: u64,
+        max_bytes: u64,
+        period: std::time::Duration,
+    ) -> ::clickhouse::inserter::Inserter<EventRow> {
+        self.db
+            .inserter::<EventRow>("handoff_events")
+            .with_max_rows(max_rows)
+            .with_max_bytes(max_bytes)
+            .with_period(Some(period))
+            // Several gateways on one ClickHouse should not insert in lockstep.
+            .with_period_bias(0.1)
+            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT))
     }
 }
 
@@ -230,6 +332,49 @@ mod tests {
             parts,
             vec!["CREATE TABLE a (x UInt8)".to_owned(), "SELECT 1".to_owned()]
         );
+    }
+
+    fn refusal(text: &str) -> AnalyticsError {
+        AnalyticsError::ClickHouse(::clickhouse::error::Error::BadResponse(text.to_owned()))
+    }
+
+    #[test]
+    fn parse_errors_and_failed_checks_are_bad_data_in_old_and_new_wording() {
+        for text in [
+            "Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected \t before: x, e.what() = DB::Exception",
+            "Code: 395, e.displayText() = DB::Exception: Value passed to 'throwIf' function is non zero, e.what() = DB::Exception",
+            "Code: 6. DB::Exception: Cannot parse string 'x' as UInt64. (CANNOT_PARSE_TEXT) (version 24.8.1.1)",
+            "Code: 252, e.displayText() = DB::Exception: Too many partitions for single INSERT block (more than 100)",
+            "400 Bad Request",
+        ] {
+            assert!(refusal(text).is_bad_data(), "{text}");
+        }
+    }
+
+    #[test]
+    fn outages_overload_and_schema_trouble_are_retried_not_dead_lettered() {
+        for text in [
+            "Code: 252, e.displayText() = DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts",
+            "Code: 60, e.displayText() = DB::Exception: Table baton.handoff_events doesn't exist.",
+            "Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED)",
+            "Code: 53, e.displayText() = DB::Exception: Type mismatch",
+            "Code: 516. DB::Exception: default: Authentication failed",
+            "502 Bad Gateway",
+            "503 Service Unavailable",
+            "garbage with no code",
+        ] {
+            assert!(!refusal(text).is_bad_data(), "{text}");
+        }
+        assert!(!AnalyticsError::ClickHouse(::clickhouse::error::Error::TimedOut).is_bad_data());
+        assert!(
+            refusal("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist.")
+                .is_missing_schema()
+        );
+        assert!(
+            refusal("Code: 81. DB::Exception: Database baton doesn't exist. (UNKNOWN_DATABASE)")
+                .is_missing_schema()
+        );
+        assert!(!refusal("Code: 27, e.displayText() = x").is_missing_schema());
     }
 
     #[test]

@@ -6,4 +6,4 @@ pub mod reports;
 mod shipper;
 
 pub use self::clickhouse::{AnalyticsError, ClickHouse};
-pub use shipper::Shipper;
+pub use shipper::{MAX_INSERT_BYTES, ShipError, ShipStats, Shipper};

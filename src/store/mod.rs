@@ -500,8 +500,9 @@ pub struct ConversationActivity {
 pub struct OutboxEntry {
     /// Position in the outbox; entries ship in this order.
     pub seq: i64,
-    /// The event.
-    pub event: HandoffEvent,
+    /// The event, or why its stored payload no longer parses (a hand-edited database, or a
+    /// row written by a newer version): such a row must not block the ones behind it.
+    pub event: Result<HandoffEvent, String>,
 }
 
 /// The store interface. See the module docs.
@@ -665,11 +666,19 @@ pub trait Store: Send + Sync + 'static {
 
     // --- event outbox ---
 
-    /// The oldest events waiting to ship.
-    async fn outbox_batch(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The oldest events waiting to ship whose position is after `after` (0: from the start).
+    async fn outbox_batch(&self, after: i64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Forgets shipped events up to and including `seq`.
-    async fn outbox_ack(&self, up_to_seq: i64) -> Result<(), StoreError>;
+    /// Forgets shipped events, by position. Only these: a range would also drop an event that
+    /// committed late with a lower position (possible with a concurrent-writer backend).
+    async fn outbox_ack(&self, seqs: Vec<i64>) -> Result<(), StoreError>;
+
+    /// Moves events ClickHouse refused as bad data out of the outbox into the dead letters,
+    /// each with the reason, in one transaction. Positions no longer in the outbox are skipped.
+    async fn outbox_dead_letter(&self, letters: Vec<(i64, String)>) -> Result<(), StoreError>;
+
+    /// How many events are in the dead letters.
+    async fn dead_letter_count(&self) -> Result<u64, StoreError>;
 
     /// How many events wait to ship.
     async fn outbox_len(&self) -> Result<u64, StoreError>;

@@ -9,6 +9,7 @@ mod dashboard;
 pub mod error;
 mod ingest;
 mod logging;
+mod metrics;
 mod pages;
 mod reports;
 mod webhooks;
@@ -73,6 +74,7 @@ impl Application {
                     ApiError::BadRequest(format!("invalid query string: {e}")).into()
                 }))
                 .route("/healthz", web::get().to(healthz))
+                .route("/metrics", web::get().to(metrics::metrics))
                 .configure(|cfg| ingest::routes(cfg, max_email))
                 .configure(reports::routes)
                 .configure(api::routes)
@@ -183,6 +185,7 @@ fn json_client_error<B: MessageBody + 'static>(
 
 async fn healthz(services: web::Data<Services>) -> HttpResponse {
     let store_ok = services.store.outbox_len().await;
+    let dead_letters = services.store.dead_letter_count().await.unwrap_or(0);
     let clickhouse_ok = services
         .clickhouse
         .client()
@@ -195,6 +198,7 @@ async fn healthz(services: web::Data<Services>) -> HttpResponse {
         "store": if store_ok.is_ok() { "ok" } else { "unavailable" },
         "clickhouse": if clickhouse_ok { "ok" } else { "unavailable" },
         "outbox_backlog": store_ok.unwrap_or(0),
+        "event_dead_letters": dead_letters,
     });
     // The store is what acknowledgements depend on; ClickHouse being down is degraded, not down.
     if body["store"] == "ok" {

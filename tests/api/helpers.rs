@@ -90,6 +90,90 @@ pub fn clickhouse_url() -> String {
         .clone()
 }
 
+/// A ClickHouse server of one test's own, which the test may kill and start again on the same
+/// data folder and port (the shared server of `clickhouse_url` must never go down).
+pub struct PrivateClickHouse {
+    dir: TempDir,
+    http: u16,
+    tcp: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateClickHouse {
+    /// Starts a server on a fresh data folder and waits until it answers.
+    pub async fn start() -> Self {
+        let mut ch = Self {
+            dir: tempfile::tempdir().unwrap(),
+            http: free_port(),
+            tcp: free_port(),
+            child: None,
+        };
+        ch.restart().await;
+        ch
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    /// Starts the server (again) on its data folder and ports; returns once it answers.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/clickhouse-private.sh");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.out"))
+            .unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .arg(self.dir.path().join("ch"))
+            .arg(self.http.to_string())
+            .arg(self.tcp.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // Dies with the thread that started it, even if the test binary is killed.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn().expect("cannot start clickhouse-server"));
+        let url = self.url();
+        let client = reqwest::Client::new();
+        eventually_within(
+            "the private clickhouse-server to answer",
+            Duration::from_secs(60),
+            || {
+                let ping = client.get(format!("{url}/ping")).send();
+                async move {
+                    let r = ping.await.ok()?;
+                    (r.status() == 200).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Kills the server at once (SIGKILL, as a crash or an OOM kill would) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A blocking `GET /ping` without pulling in a blocking HTTP client.
 fn ureq_ping(url: &str) -> bool {
     use std::io::{Read, Write};
@@ -358,12 +442,21 @@ impl TestApp {
 }
 
 /// Polls `check` until it yields a value (at most 15 s).
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    eventually_within(what, Duration::from_secs(15), check).await
+}
+
+/// Polls `check` until it yields a value, for at most `limit`.
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;

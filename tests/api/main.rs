@@ -9,6 +9,7 @@ mod handoff;
 mod helpers;
 mod mail_servers;
 mod messages;
+mod pipeline;
 mod reports;
 mod restart;
 mod router;

@@ -196,6 +196,20 @@ fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
         .map(Timestamp::from_millis))
 }
 
+/// An error text as stored with a dead letter: at most 2 KiB (ClickHouse quotes the offending
+/// data, which can be large), cut on a character boundary.
+fn truncate_error(error: &str) -> String {
+    const MAX: usize = 2048;
+    if error.len() <= MAX {
+        return error.to_owned();
+    }
+    let mut end = MAX;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &error[..end])
+}
+
 fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
@@ -1401,32 +1415,80 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn outbox_batch(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows = sqlx::query("SELECT seq, payload FROM event_outbox ORDER BY seq LIMIT ?")
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await?;
+    async fn outbox_batch(&self, after: i64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, payload FROM event_outbox WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after)
+                .bind(limit as i64)
+                .fetch_all(&self.read)
+                .await?;
         rows.iter()
             .map(|r| {
+                let payload: String = r.try_get("payload")?;
                 Ok(OutboxEntry {
                     seq: r.try_get("seq")?,
-                    event: json_col(r, "payload")?,
+                    event: serde_json::from_str(&payload)
+                        .map_err(|e| format!("stored payload does not parse: {e}")),
                 })
             })
             .collect()
     }
 
-    async fn outbox_ack(&self, up_to_seq: i64) -> Result<(), StoreError> {
+    async fn outbox_ack(&self, seqs: Vec<i64>) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let seqs = serde_json::to_string(&seqs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.write_one(move |tx| {
             Box::pin(async move {
-                sqlx::query("DELETE FROM event_outbox WHERE seq <= ?")
-                    .bind(up_to_seq)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each(?))",
+                )
+                .bind(seqs)
+                .execute(&mut *tx)
+                .await?;
                 Ok(())
             })
         })
         .await
+    }
+
+    async fn outbox_dead_letter(&self, letters: Vec<(i64, String)>) -> Result<(), StoreError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now().as_millis();
+        self.write(move |tx| {
+            Box::pin(async move {
+                for (seq, error) in letters {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO event_dead_letters
+                             (seq, event_id, payload, error, created_at, failed_at)
+                         SELECT seq, event_id, payload, ?, created_at, ?
+                         FROM event_outbox WHERE seq = ?",
+                    )
+                    .bind(truncate_error(&error))
+                    .bind(now)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM event_outbox WHERE seq = ?")
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT count(*) AS n FROM event_dead_letters")
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        Ok(n.max(0) as u64)
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {

@@ -1,0 +1,334 @@
+//! Event pipeline benchmark: handoff events from the SQLite outbox into ClickHouse through the
+//! real shipper (read, decode, Inserter batches, acknowledge), beside a direct bulk INSERT of
+//! the same rows into the same server in the same run. The ratio is the figure that matters.
+//!
+//!   cargo bench --bench pipeline -- [--events N] [--rounds N] [--batch-size N] [--stages]
+//!
+//! `--stages` instead times each stage of one shipment alone (outbox read and decode, rows,
+//! INSERT, acknowledgement) for a few batch sizes: where the time goes.
+//!
+//! Each round fills a fresh outbox with N events (untimed), then times the shipper's worker
+//! from start until the outbox is empty, then times one INSERT of the same N rows into a
+//! second, fresh database. Both counts are checked in ClickHouse (`FINAL`) afterwards.
+//!
+//! Uses the ClickHouse at BATON_TEST_CLICKHOUSE_URL, else starts a private one with
+//! scripts/clickhouse-private.sh (and stops it at the end).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton::analytics::ClickHouse;
+use baton::analytics::Shipper;
+use baton::analytics::clickhouse::EventRow;
+use baton::model::{
+    AgentId, ChannelKind, ConversationId, HandoffEvent, HandoffEventKind, HandoffId, HandoffReason,
+    Priority, Timestamp,
+};
+use baton::store::{SharedStore, SqliteStore};
+
+struct Args {
+    events: usize,
+    rounds: usize,
+    batch_size: u32,
+    stages: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        events: 200_000,
+        rounds: 3,
+        batch_size: baton::config::Settings::default().ship_batch_size,
+        stages: false,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--events" => a.events = argv[i + 1].parse().expect("--events N"),
+            "--rounds" => a.rounds = argv[i + 1].parse().expect("--rounds N"),
+            "--batch-size" => a.batch_size = argv[i + 1].parse().expect("--batch-size N"),
+            "--stages" => a.stages = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    a
+}
+
+/// A private clickhouse-server for the run, killed on drop.
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn clickhouse() -> (String, Option<Server>) {
+    if let Ok(url) = std::env::var("BATON_TEST_CLICKHOUSE_URL") {
+        return (url, None);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (http, tcp) = (free_port(), free_port());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/clickhouse-private.sh");
+    let child = Command::new("bash")
+        .arg(script)
+        .arg(dir.path())
+        .arg(http.to_string())
+        .arg(tcp.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start clickhouse-server");
+    let server = Server { child, _dir: dir };
+    let url = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/ping")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "clickhouse-server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (url, Some(server))
+}
+
+/// A realistic mix: every kind of step, several channels, teams, agents, waits.
+fn events(n: usize) -> Vec<HandoffEvent> {
+    use HandoffEventKind::*;
+    let kinds = [
+        Requested,
+        Queued,
+        Offered,
+        Accepted,
+        Assigned,
+        FirstAgentReply,
+        Resolved,
+    ];
+    let channels = [
+        ChannelKind::WebChat,
+        ChannelKind::Api,
+        ChannelKind::WhatsApp,
+        ChannelKind::Email,
+    ];
+    let now = Timestamp::now();
+    let agents: Vec<AgentId> = (0..50).map(|_| AgentId::new()).collect();
+    let mut out = Vec::with_capacity(n);
+    let mut handoff = (HandoffId::new(), ConversationId::new());
+    for i in 0..n {
+        let step = i % kinds.len();
+        if step == 0 {
+            handoff = (HandoffId::new(), ConversationId::new());
+        }
+        let requested = Timestamp::from_millis(now.as_millis() - 60_000);
+        out.push(
+            HandoffEvent::new(
+                kinds[step],
+                handoff.0,
+                handoff.1,
+                channels[(i / kinds.len()) % channels.len()],
+                HandoffReason::CustomerRequest,
+                Priority::Normal,
+                (step >= 2).then(|| agents[i % agents.len()]),
+                requested,
+                Timestamp::from_millis(now.as_millis() - (n - i) as i64),
+            )
+            .with(Some(["billing", "tech", ""][i % 3]), Some("asks-for-human")),
+        );
+    }
+    out
+}
+
+/// Writes the events into the store's outbox, as the store's own transactions would.
+async fn fill_outbox(path: &std::path::Path, events: &[HandoffEvent]) {
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for chunk in events.chunks(10_000) {
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|e| serde_json::json!({"id": e.event_id.to_string(), "p": serde_json::to_string(e).unwrap()}))
+            .collect();
+        sqlx::query(
+            "INSERT INTO event_outbox (event_id, payload, created_at)
+             SELECT value ->> 'id', value ->> 'p', ? FROM json_each(?)",
+        )
+        .bind(Timestamp::now().as_millis())
+        .bind(serde_json::to_string(&rows).unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    db.close().await;
+}
+
+async fn count_final(ch: &ClickHouse) -> u64 {
+    ch.client()
+        .query("SELECT count() FROM handoff_events FINAL")
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let (url, _server) = clickhouse().await;
+    println!(
+        "pipeline benchmark: {} events per round, {} rounds, batch size {}, ClickHouse at {url}",
+        a.events, a.rounds, a.batch_size
+    );
+    if a.stages {
+        // Where the shipper's time goes: each stage of one shipment, timed alone.
+        let events = events(a.events);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baton.sqlite3");
+        let sqlite = Arc::new(SqliteStore::open(&path).await.unwrap());
+        fill_outbox(&path, &events).await;
+        let store: SharedStore = sqlite.clone();
+        let ch = ClickHouse::new(
+            &url,
+            &format!("bench_stages_{}", std::process::id()),
+            "default",
+            None,
+        )
+        .unwrap();
+        ch.migrate().await.unwrap();
+        for bs in [5000u32, 20000, 50000] {
+            let t = Instant::now();
+            let b = store.outbox_batch(0, bs).await.unwrap();
+            let t_read = t.elapsed();
+            let t = Instant::now();
+            let rows: Vec<EventRow> = b
+                .iter()
+                .map(|e| EventRow::from_event(e.seq, e.event.as_ref().unwrap()))
+                .collect();
+            let t_conv = t.elapsed();
+            let t = Instant::now();
+            ch.insert_rows(&rows).await.unwrap();
+            let t_ins = t.elapsed();
+            let t = Instant::now();
+            store
+                .outbox_ack(b.iter().map(|e| e.seq).collect())
+                .await
+                .unwrap();
+            let t_ack = t.elapsed();
+            println!(
+                "{bs} events: outbox read+decode {t_read:.1?}, to rows {t_conv:.1?}, INSERT {t_ins:.1?}, ack {t_ack:.1?}"
+            );
+        }
+        let _ = ch
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS {}", ch.database()))
+            .execute()
+            .await;
+        return;
+    }
+    let mut shipped_rates = Vec::new();
+    let mut direct_rates = Vec::new();
+    for round in 1..=a.rounds {
+        let events = events(a.events);
+
+        // Through the shipper: outbox → Inserter → ClickHouse → acknowledged.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baton.sqlite3");
+        let sqlite = Arc::new(SqliteStore::open(&path).await.unwrap());
+        fill_outbox(&path, &events).await;
+        let store: SharedStore = sqlite.clone();
+        let ch = ClickHouse::new(
+            &url,
+            &format!("bench_ship_{round}_{}", std::process::id()),
+            "default",
+            None,
+        )
+        .unwrap();
+        ch.migrate().await.unwrap();
+        let shipper = Shipper::new(
+            store.clone(),
+            ch.clone(),
+            a.batch_size,
+            Duration::from_secs(1),
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let started = Instant::now();
+        let worker = tokio::spawn(shipper.clone().run(stopped));
+        while store.outbox_len().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let shipper_secs = started.elapsed().as_secs_f64();
+        let _ = stop.send(true);
+        worker.await.unwrap();
+        sqlite.close().await;
+        assert_eq!(
+            count_final(&ch).await,
+            a.events as u64,
+            "every event shipped once"
+        );
+
+        // Directly: the same rows, one bulk INSERT.
+        let direct = ClickHouse::new(
+            &url,
+            &format!("bench_direct_{round}_{}", std::process::id()),
+            "default",
+            None,
+        )
+        .unwrap();
+        direct.migrate().await.unwrap();
+        let rows: Vec<EventRow> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| EventRow::from_event(i as i64 + 1, e))
+            .collect();
+        let started = Instant::now();
+        direct.insert_rows(&rows).await.unwrap();
+        let direct_secs = started.elapsed().as_secs_f64();
+        assert_eq!(count_final(&direct).await, a.events as u64);
+
+        let (s, d) = (
+            a.events as f64 / shipper_secs,
+            a.events as f64 / direct_secs,
+        );
+        println!(
+            "round {round}: shipper {s:>9.0} events/s ({shipper_secs:.2} s, {} failures) | direct INSERT {d:>9.0} rows/s ({direct_secs:.2} s) | ratio {:.1}%",
+            shipper.stats().failures(),
+            100.0 * s / d
+        );
+        shipped_rates.push(s);
+        direct_rates.push(d);
+        for db in [ch.database(), direct.database()] {
+            let _ = ch
+                .client()
+                .query(&format!("DROP DATABASE IF EXISTS {db}"))
+                .execute()
+                .await;
+        }
+    }
+    let (s, d) = (median(shipped_rates), median(direct_rates));
+    println!(
+        "median: shipper {s:.0} events/s, direct INSERT {d:.0} rows/s, ratio {:.1}% (target: at least 80%)",
+        100.0 * s / d
+    );
+}
