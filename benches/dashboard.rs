@@ -76,6 +76,20 @@ async fn sql(client: &reqwest::Client, url: &str, db: &str, q: &str) -> String {
     text
 }
 
+/// Handoffs requested in the last hour, as the report API counts them.
+async fn requested_last_hour(http: &reqwest::Client, base: &str) -> u64 {
+    let v: serde_json::Value = http
+        .get(format!("{base}/api/v1/reports/summary?range=1h"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["totals"]["requested"].as_u64().unwrap_or(0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -183,18 +197,7 @@ async fn main() {
         .unwrap();
     // The first event is the panel as it is now.
     let _ = live.chunk().await.unwrap();
-    let before: u64 = {
-        let v: serde_json::Value = http
-            .get(format!("{base}/api/v1/reports/summary?range=1h"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["totals"]["requested"].as_u64().unwrap_or(0)
-    };
+    let before = requested_last_hour(&http, &base).await;
     let asked = Instant::now();
     let r = http
         .post(format!("{base}/api/v1/messages"))
@@ -217,16 +220,7 @@ async fn main() {
         }
     };
     let report_after = loop {
-        let v: serde_json::Value = http
-            .get(format!("{base}/api/v1/reports/summary?range=1h"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["totals"]["requested"].as_u64().unwrap_or(0) > before {
+        if requested_last_hour(&http, &base).await > before {
             break asked.elapsed();
         }
         assert!(
