@@ -219,21 +219,39 @@ async fn main() {
             break asked.elapsed();
         }
     };
+    println!(
+        "freshness: live panel {:.0} ms after the customer's message",
+        live_after.as_secs_f64() * 1000.0
+    );
     let report_after = loop {
         if requested_last_hour(&http, &base).await > before {
-            break asked.elapsed();
+            break Some(asked.elapsed());
         }
-        assert!(
-            asked.elapsed() < Duration::from_secs(60),
-            "the report never counted it"
-        );
+        if asked.elapsed() > Duration::from_secs(120) {
+            break None;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    println!(
-        "freshness: live panel {:.0} ms after the customer's message; 1-hour report {:.0} ms",
-        live_after.as_secs_f64() * 1000.0,
-        report_after.as_secs_f64() * 1000.0
-    );
+    match report_after {
+        Some(t) => println!(
+            "freshness: the 1-hour report counted it {:.0} ms after the message",
+            t.as_secs_f64() * 1000.0
+        ),
+        None => {
+            let metrics = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            println!(
+                "freshness: the 1-hour report did not count it within 120 s (before {before}, now {}); {metrics}",
+                requested_last_hour(&http, &base).await
+            )
+        }
+    }
     handle.stop(true).await;
     drop(Arc::clone(&services));
     if let Some(child) = ch_child.as_mut() {
