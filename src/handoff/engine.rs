@@ -1892,15 +1892,7 @@ impl Engine {
         let open = match &queue.cfg.hours {
             None => true,
             Some(h) => {
-                let open = h.is_open(now);
-                let next = if open {
-                    h.closes_at(now)
-                } else {
-                    h.next_open(now)
-                };
-                let at = next
-                    .filter(|&n| n > now)
-                    .unwrap_or(now.saturating_add(HOURS_RECHECK_MS));
+                let (open, at) = next_change(h, now);
                 queue.hours_timer = Some(at);
                 self.timers
                     .insert((at, Timer::Hours(queue.cfg.team.clone())));
@@ -2023,15 +2015,7 @@ impl Engine {
         a.on_shift = match &a.spec.shift {
             None => true,
             Some(h) => {
-                let open = h.is_open(now);
-                let next = if open {
-                    h.closes_at(now)
-                } else {
-                    h.next_open(now)
-                };
-                let at = next
-                    .filter(|&n| n > now)
-                    .unwrap_or(now.saturating_add(HOURS_RECHECK_MS));
+                let (open, at) = next_change(h, now);
                 a.shift_timer = Some(at);
                 self.timers.insert((at, Timer::Shift(a.spec.id)));
                 open
@@ -2245,6 +2229,22 @@ mod de {
             .map(|s| Skill::parse(s).map_err(D::Error::custom))
             .collect()
     }
+}
+
+/// Whether `h` is open at `now`, and when that next changes (when it closes if open, opens if
+/// closed): the time of the timer that re-evaluates it. A schedule that does not change within
+/// its horizon is looked at again after [`HOURS_RECHECK_MS`].
+fn next_change(h: &BusinessHours, now: i64) -> (bool, i64) {
+    let open = h.is_open(now);
+    let next = if open {
+        h.closes_at(now)
+    } else {
+        h.next_open(now)
+    };
+    let at = next
+        .filter(|&n| n > now)
+        .unwrap_or(now.saturating_add(HOURS_RECHECK_MS));
+    (open, at)
 }
 
 #[cfg(test)]
