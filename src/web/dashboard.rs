@@ -545,15 +545,10 @@ fn to_login(req: &HttpRequest) -> HttpResponse {
 
 /// Percent-encodes a path and query for a `next=` parameter.
 fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    // Paths keep their slashes; everything else outside the unreserved set is encoded.
+    const SET: &percent_encoding::AsciiSet =
+        &crate::analytics::reports::UNRESERVED_COMPLEMENT.remove(b'/');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
 
 async fn dashboard(
