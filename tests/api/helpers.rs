@@ -36,6 +36,7 @@ pub fn clickhouse_url() -> String {
             if let Ok(url) = std::env::var("BATON_TEST_CLICKHOUSE_URL") {
                 return url;
             }
+            sweep_dead_servers_folders();
             let dir =
                 std::env::temp_dir().join(format!("baton-test-clickhouse-{}", std::process::id()));
             let (http, tcp) = (free_port(), free_port());
@@ -88,6 +89,27 @@ pub fn clickhouse_url() -> String {
             url
         })
         .clone()
+}
+
+/// Removes the data folders and logs left by earlier test binaries' servers. The folder of a run
+/// is removed by nobody when the binary exits (its server is killed with it), so without this
+/// every `cargo test` would leave a few megabytes behind in the temp folder.
+fn sweep_dead_servers_folders() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("baton-test-clickhouse-") else {
+            continue;
+        };
+        let pid = rest.trim_end_matches(".log");
+        let alive = PathBuf::from("/proc").join(pid).exists();
+        if pid.parse::<u32>().is_ok() && !alive {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
 }
 
 /// A ClickHouse server of one test's own, which the test may kill and start again on the same
