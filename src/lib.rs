@@ -14,6 +14,7 @@
 //! - [`analytics`]: the event shipper and reports from ClickHouse.
 //! - [`web`]: HTTP routes, authentication, pages; [`web::Application`] builds the server.
 
+pub mod accounts;
 pub mod analytics;
 pub mod bot;
 pub mod channels;

@@ -73,6 +73,25 @@ id_type!(
     "agent id"
 );
 
+id_type!(
+    /// Identifies a [`User`](super::User): someone who signs in. An agent's user id is their
+    /// agent id.
+    UserId,
+    "user id"
+);
+
+impl From<AgentId> for UserId {
+    fn from(agent: AgentId) -> Self {
+        Self(agent.as_uuid())
+    }
+}
+
+impl From<UserId> for AgentId {
+    fn from(user: UserId) -> Self {
+        Self(user.as_uuid())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

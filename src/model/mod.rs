@@ -13,6 +13,7 @@ mod handoff;
 pub mod hours;
 mod ids;
 mod message;
+mod user;
 
 pub use agent::{Agent, Presence, Skill, Team, WorkCapacity};
 pub use conversation::{ChannelKind, Conversation, ConversationStatus, IllegalTransition};
@@ -21,10 +22,11 @@ pub use email::{Automated, ReopenPolicy, ThreadMatch, ThreadSignals};
 pub use event::{HandoffEvent, HandoffEventKind};
 pub use handoff::{Handoff, HandoffReason, HandoffStatus, Priority};
 pub use hours::BusinessHours;
-pub use ids::{AgentId, ConversationId, CustomerId, HandoffId, MessageId};
+pub use ids::{AgentId, ConversationId, CustomerId, HandoffId, MessageId, UserId};
 pub use message::{
     Attachment, AuthorKind, DeliveryStatus, Direction, Message, MessageTemplate, MessageText,
 };
+pub use user::{Password, User, UserRole};
 
 /// A value that failed to parse into a domain type, with the reason in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

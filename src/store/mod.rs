@@ -18,7 +18,8 @@ use crate::model::{
     Agent, AgentId, Attachment, AuthorKind, Automated, ChannelKind, Conversation, ConversationId,
     ConversationStatus, Customer, DeliveryStatus, EmailAddress, Handoff, HandoffEvent, HandoffId,
     HandoffReason, HandoffStatus, Identity, IllegalTransition, Message, MessageId, MessageText,
-    PhoneNumber, Presence, Priority, ReopenPolicy, Skill, ThreadMatch, ThreadSignals, Timestamp,
+    PhoneNumber, Presence, Priority, ReopenPolicy, Skill, Team, ThreadMatch, ThreadSignals,
+    Timestamp, User, UserId, UserRole,
 };
 
 /// What went wrong in the store.
@@ -381,15 +382,150 @@ pub struct NewAgent {
     pub hours: Option<crate::model::BusinessHours>,
 }
 
-/// What a bearer token lets its holder do.
+/// What a bearer token or a session lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Everything.
     Admin,
+    /// Watch the dashboard and the tickets of the teams they manage.
+    Manager(UserId),
     /// Act as one agent.
     Agent(AgentId),
     /// Deliver inbound mail to /ingest/email, nothing else (for an MTA or mail provider).
     Ingest,
+}
+
+/// Who holds a token or a session: what they may do and, unless it is the configured admin
+/// token (or a mail server's), which user they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// What they may do.
+    pub role: Role,
+    /// The person, for the audit log and team scoping.
+    pub user: Option<UserId>,
+}
+
+/// A user to add. Agents are added with [`Store::create_agent`], which makes their user too.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Sign-in address.
+    pub email: EmailAddress,
+    /// Display name.
+    pub name: String,
+    /// Manager or admin.
+    pub role: UserRole,
+    /// For a manager, the teams they oversee.
+    pub teams: Vec<Team>,
+    /// Argon2id PHC string, if they sign in with a password.
+    pub password_hash: Option<String>,
+}
+
+/// A user found by their sign-in address, with what the password check needs.
+#[derive(Debug, Clone)]
+pub struct LoginCandidate {
+    /// The user.
+    pub user: User,
+    /// Their Argon2id PHC string, if they have a password.
+    pub password_hash: Option<String>,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    /// New display name.
+    pub name: Option<String>,
+    /// New teams (managers; an agent's teams are changed on the agent).
+    pub teams: Option<Vec<Team>>,
+    /// Disable (true) or enable (false) the account.
+    pub disabled: Option<bool>,
+}
+
+/// A browser session to open.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// SHA-256 of the cookie's value.
+    pub id_hash: String,
+    /// Whose.
+    pub user: UserId,
+    /// The token state-changing requests must echo.
+    pub csrf_token: String,
+    /// When it ends unless used again.
+    pub expires_at: Timestamp,
+}
+
+/// An open browser session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Whose (as they are now: role and teams changes apply at once).
+    pub user: User,
+    /// The token state-changing requests must echo.
+    pub csrf_token: String,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// When it was last used (updated at most every few minutes).
+    pub last_seen_at: Timestamp,
+    /// When it ends unless used again.
+    pub expires_at: Timestamp,
+}
+
+/// An API token as its owner sees it (never the token itself).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    /// Id to revoke it by.
+    pub id: String,
+    /// What it is for.
+    pub label: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+}
+
+/// One line of the audit log to write.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// The user who acted (None: the configured admin token).
+    pub actor_id: Option<UserId>,
+    /// How the actor was known at the time.
+    pub actor: String,
+    /// What they did, e.g. `handoff.accept`, `queue.update`.
+    pub action: String,
+    /// What kind of thing it was done to, e.g. `handoff`, `queue`, `user`.
+    pub target_kind: String,
+    /// Which one.
+    pub target_id: String,
+    /// Anything else worth keeping (a note, the new settings), as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// A stored line of the audit log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditRecord {
+    /// Position; newer lines have larger ids.
+    pub id: i64,
+    /// When.
+    pub at: Timestamp,
+    /// The user who acted, if any.
+    pub actor_id: Option<UserId>,
+    /// How the actor was known at the time.
+    pub actor: String,
+    /// What they did.
+    pub action: String,
+    /// What kind of thing.
+    pub target_kind: String,
+    /// Which one.
+    pub target_id: String,
+    /// Anything else.
+    pub detail: serde_json::Value,
+}
+
+/// Which audit lines to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only lines about this target (kind, id).
+    pub target: Option<(String, String)>,
+    /// Only lines older than this id (paging).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
 }
 
 /// What an agent (or an admin) does to a ticket.
@@ -639,6 +775,62 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Handoff>, StoreError>;
 
+    // --- users, sessions, tokens of users, audit log ---
+
+    /// Adds a manager or admin (agents come with [`Store::create_agent`]). A taken email is
+    /// a [`StoreError::Conflict`].
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+
+    /// One user.
+    async fn user(&self, id: UserId) -> Result<User, StoreError>;
+
+    /// Every user, oldest first.
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// The user who signs in with this address, if any.
+    async fn login_candidate(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<LoginCandidate>, StoreError>;
+
+    /// Sets (or replaces) a user's password hash and closes all their sessions.
+    async fn set_password(&self, id: UserId, password_hash: String) -> Result<(), StoreError>;
+
+    /// Changes what a user may do; disabling closes their sessions and stops their tokens.
+    async fn update_user(&self, id: UserId, update: UserUpdate) -> Result<User, StoreError>;
+
+    /// Opens a browser session.
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
+
+    /// The live session with this id hash (not expired, user not disabled).
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
+
+    /// Marks a session used now and moves its end to `expires_at`.
+    async fn touch_session(&self, id_hash: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Closes a session (logout).
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+
+    /// Stores a token that acts as `user`; returns its id.
+    async fn insert_user_token(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        label: &str,
+    ) -> Result<TokenInfo, StoreError>;
+
+    /// A user's live tokens.
+    async fn user_tokens(&self, user: UserId) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Revokes a token of `user`; returns its hash if it was live (so caches can drop it).
+    async fn revoke_token(&self, user: UserId, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Appends to the audit log.
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+
+    /// Reads the audit log, newest first.
+    async fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
     // --- agents and tokens ---
 
     /// Adds an agent (offline until they say otherwise).
@@ -661,8 +853,8 @@ pub trait Store: Send + Sync + 'static {
         label: &str,
     ) -> Result<(), StoreError>;
 
-    /// The role of a (non-revoked) token hash.
-    async fn role_for_token(&self, token_hash: &str) -> Result<Option<Role>, StoreError>;
+    /// Who holds a (non-revoked) token hash; `None` also when its user is disabled.
+    async fn role_for_token(&self, token_hash: &str) -> Result<Option<Principal>, StoreError>;
 
     // --- event outbox ---
 

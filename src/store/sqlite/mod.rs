@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::mpsc;
 
+mod accounts;
 mod email;
 mod merged;
 mod routing;
@@ -1289,6 +1290,103 @@ impl Store for SqliteStore {
         rows.iter().map(row_handoff).collect()
     }
 
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        self.write(move |tx| Box::pin(accounts::create_user(tx, user)))
+            .await
+    }
+
+    async fn user(&self, id: UserId) -> Result<User, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        accounts::load_user(&mut conn, id).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        accounts::list_users(&mut conn).await
+    }
+
+    async fn login_candidate(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<LoginCandidate>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        accounts::login_candidate(&mut conn, email).await
+    }
+
+    async fn set_password(&self, id: UserId, password_hash: String) -> Result<(), StoreError> {
+        self.write(move |tx| Box::pin(accounts::set_password(tx, id, password_hash)))
+            .await
+    }
+
+    async fn update_user(&self, id: UserId, update: UserUpdate) -> Result<User, StoreError> {
+        self.write(move |tx| Box::pin(accounts::update_user(tx, id, update)))
+            .await
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
+        self.write(move |tx| Box::pin(accounts::create_session(tx, session)))
+            .await
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        accounts::session(&mut conn, id_hash).await
+    }
+
+    async fn touch_session(&self, id_hash: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.write_one(move |tx| {
+            Box::pin(async move { accounts::touch_session(tx, &id_hash, expires_at).await })
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.write_one(move |tx| {
+            Box::pin(async move { accounts::delete_session(tx, &id_hash).await })
+        })
+        .await
+    }
+
+    async fn insert_user_token(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        label: &str,
+    ) -> Result<TokenInfo, StoreError> {
+        let (token_hash, label) = (token_hash.to_owned(), label.to_owned());
+        self.write(move |tx| {
+            Box::pin(
+                async move { accounts::insert_user_token(tx, &token_hash, user, &label).await },
+            )
+        })
+        .await
+    }
+
+    async fn user_tokens(&self, user: UserId) -> Result<Vec<TokenInfo>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        accounts::user_tokens(&mut conn, user).await
+    }
+
+    async fn revoke_token(&self, user: UserId, id: &str) -> Result<Option<String>, StoreError> {
+        let id = id.to_owned();
+        self.write_one(move |tx| {
+            Box::pin(async move { accounts::revoke_token(tx, user, &id).await })
+        })
+        .await
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.write_one(move |tx| Box::pin(accounts::record_audit(tx, entry)))
+            .await
+    }
+
+    async fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        accounts::audit_log(&mut conn, query).await
+    }
+
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
         self.write(move |tx| {
             Box::pin(async move {
@@ -1330,6 +1428,8 @@ impl Store for SqliteStore {
                         other?;
                     }
                 }
+                accounts::insert_agent_user(&mut *tx, id.into(), &agent.email, &agent.name, now)
+                    .await?;
                 load_agent(&mut *tx, id).await
             })
         })
@@ -1377,11 +1477,18 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 let (role_name, agent) = match role {
                     Role::Admin => ("admin", None),
+                    // Managers get tokens of their user (`insert_user_token`).
+                    Role::Manager(_) => {
+                        return Err(StoreError::Conflict("a manager's token belongs to their user".into()));
+                    }
                     Role::Agent(a) => ("agent", Some(a.to_string())),
                     Role::Ingest => ("ingest", None),
                 };
+                // An agent's token belongs to the agent's user (same id), so disabling the user
+                // stops it.
                 sqlx::query(
-                    "INSERT INTO api_tokens (id, token_hash, role, agent_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                    "INSERT INTO api_tokens (id, token_hash, role, agent_id, label, created_at, user_id)
+                     VALUES (?, ?, ?, ?, ?, ?, (SELECT id FROM users WHERE id = ?4))
                      ON CONFLICT(token_hash) DO NOTHING",
                 )
                 .bind(uuid::Uuid::now_v7().to_string())
@@ -1398,21 +1505,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn role_for_token(&self, token_hash: &str) -> Result<Option<Role>, StoreError> {
-        let row = sqlx::query(
-            "SELECT role, agent_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.read)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get("role")?;
-        match role.as_str() {
-            "admin" => Ok(Some(Role::Admin)),
-            "agent" => Ok(Some(Role::Agent(parse_col(&row, "agent_id")?))),
-            "ingest" => Ok(Some(Role::Ingest)),
-            other => Err(StoreError::Corrupt(format!("unknown token role {other:?}"))),
-        }
+    async fn role_for_token(&self, token_hash: &str) -> Result<Option<Principal>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        accounts::role_for_token(&mut conn, token_hash).await
     }
 
     async fn outbox_batch(&self, after: i64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
