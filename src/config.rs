@@ -108,6 +108,20 @@ pub struct Settings {
     pub sla_assignment_secs: u64,
     /// Target from a handoff request to the agent's first reply; longer is an SLA breach.
     pub sla_first_reply_secs: u64,
+    /// Sign-in attempts allowed per minute, per client address and per account.
+    pub login_attempts_per_minute: u32,
+    /// Requests per minute one client address may send to the public web chat widget.
+    pub widget_requests_per_minute: u32,
+    /// Requests per minute one client address may send to the platform webhooks.
+    pub webhook_requests_per_minute: u32,
+    /// Take the client's address from `X-Forwarded-For` / `Forwarded` (only behind a proxy
+    /// that sets them; otherwise clients could pick their own address and dodge rate limits).
+    pub trust_forwarded_for: bool,
+    /// The first admin's sign-in address: with `admin_password`, an admin with this address
+    /// is created at start-up if no user has it yet (`baton admin create` does the same).
+    pub admin_email: Option<String>,
+    /// The first admin's password (see `admin_email`).
+    pub admin_password: Option<SecretString>,
     /// Twilio account SID.
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token: verifies X-Twilio-Signature and authenticates sends.
@@ -136,6 +150,12 @@ impl Default for Settings {
             bot_webhook_secret: None,
             bot_timeout_ms: 10_000,
             max_body_bytes: 256 * 1024,
+            login_attempts_per_minute: 10,
+            widget_requests_per_minute: 120,
+            webhook_requests_per_minute: 6000,
+            trust_forwarded_for: false,
+            admin_email: None,
+            admin_password: None,
             demo: false,
             log_format: "text".into(),
             ship_interval_ms: 1_000,
@@ -312,6 +332,24 @@ impl Settings {
                 key: "telegram_bots",
                 why: format!("bot name {name:?} must be 1 to 32 of a-z, 0-9, - and _"),
             });
+        }
+        for (key, value) in [
+            ("login_attempts_per_minute", self.login_attempts_per_minute),
+            (
+                "widget_requests_per_minute",
+                self.widget_requests_per_minute,
+            ),
+            (
+                "webhook_requests_per_minute",
+                self.webhook_requests_per_minute,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be at least 1".into(),
+                });
+            }
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {

@@ -32,6 +32,9 @@ const AGENTS: &[(&str, &str, &[&str], &str, Presence)] = &[
     ),
 ];
 
+/// Every demo account signs in with this password (a demo, never a real install).
+pub const DEMO_PASSWORD: &str = "baton-demo-password";
+
 const CONVERSATIONS: &[(&str, &str, &str)] = &[
     ("demo-customer-1", "Maya", "What are your opening hours?"),
     ("demo-customer-2", "Tom", "I forgot my password"),
@@ -56,6 +59,24 @@ const CONVERSATIONS: &[(&str, &str, &str)] = &[
 pub async fn seed(services: &Services) -> anyhow::Result<()> {
     let store = &services.store;
     if store.list_agents().await?.is_empty() {
+        let password = crate::model::Password::parse(DEMO_PASSWORD)?;
+        let demo_hash = crate::accounts::hash_password(&password).await?;
+        crate::accounts::ensure_admin(
+            store,
+            EmailAddress::parse("admin@example.com")?,
+            "Demo Admin",
+            &password,
+        )
+        .await?;
+        store
+            .create_user(crate::store::NewUser {
+                email: EmailAddress::parse("mia@example.com")?,
+                name: "Mia Manager".into(),
+                role: crate::model::UserRole::Manager,
+                teams: vec![Team::parse("billing")?, Team::parse("technical")?],
+                password_hash: Some(demo_hash.clone()),
+            })
+            .await?;
         let mut lines = Vec::new();
         for (name, email, skills, team, presence) in AGENTS {
             let agent = store
@@ -73,6 +94,9 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
                 })
                 .await?;
             store.set_presence(agent.id, *presence).await?;
+            store
+                .set_password(agent.id.into(), demo_hash.clone())
+                .await?;
             let token = new_token("baton_agent");
             store
                 .insert_token(&hash_token(&token), Role::Agent(agent.id), "demo agent")
@@ -82,6 +106,10 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
         let path = services.settings.data_dir.join("demo-agent-tokens.tsv");
         write_private(&path, &lines.join("\n")).context("cannot write the demo agent tokens")?;
         tracing::info!(path = %path.display(), "demo agents created; their API tokens are in this file");
+        tracing::info!(
+            "demo sign-in (the demo password is in the README): admin@example.com, \
+             mia@example.com (manager), ada@example.com and grace@example.com (agents)"
+        );
     }
     for (i, (sender, name, text)) in CONVERSATIONS.iter().enumerate() {
         services

@@ -39,6 +39,28 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Manage administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin who signs in with a password. The password is read from the first line
+    /// of standard input, or from BATON_ADMIN_PASSWORD, never from the command line (where
+    /// `ps` and shell history would show it).
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// Sign-in address.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long, default_value = "Admin")]
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -91,6 +113,39 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("ClickHouse migrations")?;
             tracing::info!("migrations applied");
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    common,
+                    email,
+                    name,
+                },
+        } => {
+            let settings = load(common, None, false)?;
+            baton::telemetry::init(&settings.log_format);
+            let email = baton::model::EmailAddress::parse(&email)?;
+            let password = match std::env::var("BATON_ADMIN_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let password = baton::model::Password::parse(&password)?;
+            std::fs::create_dir_all(&settings.data_dir)?;
+            let store = SqliteStore::open(&settings.database_path())
+                .await
+                .context("cannot open the store")?;
+            let store: baton::store::SharedStore = std::sync::Arc::new(store);
+            let created =
+                baton::accounts::ensure_admin(&store, email.clone(), &name, &password).await?;
+            if created {
+                println!("admin {email} created");
+            } else {
+                anyhow::bail!("a user with the address {email} already exists");
+            }
         }
     }
     Ok(())

@@ -47,6 +47,8 @@ pub struct Services {
     pub hub: WebChatHub,
     /// Recently verified API tokens.
     pub tokens: crate::web::auth::TokenCache,
+    /// Rate limits on sign-in, the widget and the webhooks.
+    pub limits: crate::web::limits::RateLimits,
     /// Recently computed reports, so many open dashboards cost ClickHouse little.
     pub reports: crate::analytics::reports::ReportCache,
     /// Turns raw inbound mail into messages.
@@ -88,6 +90,19 @@ impl Services {
         );
         let store: SharedStore = sqlite.clone();
         ensure_admin_token(&store, &settings).await?;
+        if settings.admin_email.is_some() && settings.admin_password.is_none() {
+            // (The password alone is fine: `baton admin create` reads it from the environment.)
+            tracing::warn!("admin_email is set without admin_password: no admin created");
+        }
+        if let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) {
+            let email = crate::model::EmailAddress::parse(email)
+                .context("admin_email is not an email address")?;
+            let password = crate::model::Password::parse(password.expose_secret())
+                .context("admin_password")?;
+            if crate::accounts::ensure_admin(&store, email, "Admin", &password).await? {
+                tracing::info!("created the first admin from admin_email");
+            }
+        }
         if let Some(token) = &settings.ingest_token {
             store
                 .insert_token(
@@ -202,6 +217,7 @@ impl Services {
             );
         }
 
+        let limits = crate::web::limits::RateLimits::new(&settings);
         Ok(Arc::new(Self {
             settings,
             store,
@@ -213,6 +229,7 @@ impl Services {
             clickhouse,
             hub,
             tokens: Default::default(),
+            limits,
             reports: Default::default(),
             email,
             imap,

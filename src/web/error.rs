@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The body is larger than allowed.
     #[error("request body too large (limit {0} bytes)")]
     PayloadTooLarge(usize),
+    /// Too many attempts; retry after this many seconds.
+    #[error("too many requests, retry in {0} s")]
+    TooManyRequests(u64),
     /// A dependency is down; the client should retry.
     #[error("temporarily unavailable, retry later")]
     Unavailable(#[source] anyhow::Error),
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -70,6 +74,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +96,9 @@ impl ResponseError for ApiError {
         }
         if matches!(self, ApiError::Unavailable(_)) {
             response.insert_header(("Retry-After", "5"));
+        }
+        if let ApiError::TooManyRequests(secs) = self {
+            response.insert_header(("Retry-After", secs.max(&1).to_string()));
         }
         response.json(serde_json::json!({
             "error": { "code": self.code(), "message": self.to_string() }

@@ -1,6 +1,7 @@
 //! The HTTP side: [`Application::build`] is the one place where the server and its routes are
 //! put together.
 
+mod accounts;
 mod api;
 mod assets;
 pub mod auth;
@@ -8,6 +9,7 @@ pub mod charts;
 mod dashboard;
 pub mod error;
 mod ingest;
+pub mod limits;
 mod logging;
 mod metrics;
 mod pages;
@@ -52,15 +54,24 @@ impl Application {
         let max_email = settings.max_email_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                // Innermost first: the CSRF guard and the rate limits run after the logger
+                // saw the request, and their refusals get the security headers too.
+                .wrap(actix_web::middleware::from_fn(auth::csrf_guard))
+                .wrap(actix_web::middleware::from_fn(limits::limit_public))
                 .wrap(ErrorHandlers::new().default_handler_client(json_client_error))
                 .wrap(
+                    // No page of Baton may be framed (clickjacking): the widget is a script
+                    // that builds its own DOM on the host page, not a frame.
                     DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("Referrer-Policy", "same-origin"))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("Cross-Origin-Opener-Policy", "same-origin"))
                         .add((
                             "Content-Security-Policy",
                             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-                             connect-src 'self'; frame-ancestors 'self'",
+                             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
+                             object-src 'none'",
                         )),
                 )
                 .wrap(TracingLogger::<logging::RedactedRootSpan>::new())
@@ -77,6 +88,7 @@ impl Application {
                 .route("/metrics", web::get().to(metrics::metrics))
                 .configure(|cfg| ingest::routes(cfg, max_email))
                 .configure(reports::routes)
+                .configure(accounts::routes)
                 .configure(api::routes)
                 .configure(webhooks::routes)
                 .configure(widget::routes)

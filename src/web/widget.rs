@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, mpsc};
 
-use super::auth::presented_token;
+use super::auth::bearer_token;
 use super::error::ApiError;
 use crate::model::{
     ChannelKind, ConversationId, EmailAddress, Identity, Message, MessageId, MessageText,
@@ -82,7 +82,7 @@ async fn authorize(
     req: &HttpRequest,
     id: ConversationId,
 ) -> Result<(), ApiError> {
-    let token = presented_token(req)
+    let token = bearer_token(req)
         .or_else(|| {
             web::Query::<TokenQuery>::from_query(req.query_string())
                 .ok()
