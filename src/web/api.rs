@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::accounts::audit;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::handoff::Escalation;
@@ -222,13 +223,10 @@ async fn get_conversation(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_id(&path)?;
     let conversation = services.store.conversation(id).await?;
-    if let Role::Agent(me) = caller.role {
-        // Agents see the conversations they own; the workspace issue widens this to teams.
-        if conversation.assigned_agent_id != Some(me) {
-            return Err(ApiError::Forbidden(
-                "this conversation is not assigned to you".into(),
-            ));
-        }
+    if !sees_conversation(&caller, &services, &conversation).await? {
+        return Err(ApiError::Forbidden(
+            "this conversation is not in your teams".into(),
+        ));
     }
     let customer = services.store.customer(conversation.customer_id).await?;
     let messages = services.store.messages(id, None, 1000).await?;
@@ -239,6 +237,31 @@ async fn get_conversation(
         messages,
         handoff,
     }))
+}
+
+/// Whether the caller may see a conversation: an admin always; otherwise when it is assigned
+/// to them, or its latest ticket is in their scope (their teams, the general queue, their own).
+async fn sees_conversation(
+    caller: &Caller,
+    services: &Services,
+    conversation: &Conversation,
+) -> Result<bool, ApiError> {
+    if caller.role == Role::Admin {
+        return Ok(true);
+    }
+    if let Role::Agent(me) = caller.role
+        && conversation.assigned_agent_id == Some(me)
+    {
+        return Ok(true);
+    }
+    let scope = caller.scope(services).await?;
+    Ok(
+        match services.store.latest_handoff(conversation.id).await? {
+            Some(handoff) => scope.sees(&handoff),
+            // Never handed off: the bot's business, not staff's (admins aside).
+            None => false,
+        },
+    )
 }
 
 /// A stored attachment's bytes, for whoever may see its conversation. Always served as a
@@ -254,12 +277,10 @@ async fn get_attachment(
         return Err(ApiError::NotFound("attachment"));
     }
     let stored = services.store.file(&id).await?;
-    if let Role::Agent(me) = caller.role {
-        let conversation = services.store.conversation(stored.conversation_id).await?;
-        if conversation.assigned_agent_id != Some(me) {
-            // The same answer as for an unknown id: no probing for what exists.
-            return Err(ApiError::NotFound("attachment"));
-        }
+    let conversation = services.store.conversation(stored.conversation_id).await?;
+    if !sees_conversation(&caller, &services, &conversation).await? {
+        // The same answer as for an unknown id: no probing for what exists.
+        return Err(ApiError::NotFound("attachment"));
     }
     let name: String = stored
         .file
@@ -325,6 +346,15 @@ async fn request_handoff(
         .map(|s| Skill::parse(s))
         .collect::<Result<_, _>>()?;
     let handoff = services.handoffs.escalate(id, e).await?;
+    audit(
+        &services,
+        &caller,
+        "handoff.request",
+        "handoff",
+        &handoff.id.to_string(),
+        serde_json::json!({"conversation_id": id}),
+    )
+    .await;
     Ok(HttpResponse::Created().json(handoff))
 }
 
@@ -504,9 +534,8 @@ async fn list_handoffs(
         .transpose()?;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let mut handoffs = services.store.list_handoffs(status, limit).await?;
-    if let Role::Agent(me) = caller.role {
-        handoffs.retain(|h| h.assigned_agent_id == Some(me) || h.status == HandoffStatus::Queued);
-    }
+    let scope = caller.scope(&services).await?;
+    handoffs.retain(|h| scope.sees(h));
     Ok(HttpResponse::Ok().json(HandoffList { handoffs }))
 }
 
@@ -517,11 +546,10 @@ async fn get_handoff(
 ) -> Result<HttpResponse, ApiError> {
     let context = services.store.handoff_context(parse_id(&path)?).await?;
     let handoff = &context.handoff;
-    if let Role::Agent(me) = caller.role
-        && handoff.assigned_agent_id != Some(me)
-        && handoff.status != HandoffStatus::Queued
-    {
-        return Err(ApiError::Forbidden("this ticket is not yours".into()));
+    if !caller.scope(&services).await?.sees(handoff) {
+        return Err(ApiError::Forbidden(
+            "this ticket is not in your teams".into(),
+        ));
     }
     let waited_ms = match (handoff.status.is_open(), handoff.accepted_at) {
         (true, None) => Timestamp::now().millis_since(handoff.requested_at),
@@ -574,7 +602,16 @@ async fn set_customer_tags(
         .map_err(|_| ApiError::BadRequest("tags are 1 to 64 of a-z, 0-9 and - _ : .".into()))?;
     tags.sort();
     tags.dedup();
-    let customer = services.store.set_customer_tags(id, tags).await?;
+    let customer = services.store.set_customer_tags(id, tags.clone()).await?;
+    audit(
+        &services,
+        &caller,
+        "customer.tags",
+        "customer",
+        &customer.id.to_string(),
+        serde_json::json!({ "tags": tags }),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(customer))
 }
 
@@ -606,9 +643,17 @@ async fn put_rules(
     }
     let set = crate::handoff::rules::RuleSet::parse(body.rules)?;
     services.handoffs.set_rules(set).await?;
-    Ok(HttpResponse::Ok().json(RulesIo {
-        rules: services.handoffs.rules().specs(),
-    }))
+    let rules = services.handoffs.rules().specs();
+    audit(
+        &services,
+        &caller,
+        "rules.update",
+        "escalation_rules",
+        "all",
+        serde_json::json!({ "rules": rules.len() }),
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(RulesIo { rules }))
 }
 
 #[derive(Deserialize, Default)]
@@ -639,7 +684,8 @@ async fn ticket_action(
         .map(parse_id::<AgentId>)
         .transpose()?;
     let agent = caller.acting_agent(named)?;
-    let note = optional_text("note", body.note, 4000)?;
+    let note = optional_text("note", body.note.clone(), 4000)?;
+    let note_for_audit = note.clone();
     let needs_agent = |what: &str| {
         agent.ok_or_else(|| {
             ApiError::BadRequest(format!("an admin must name the {what} agent as agent_id"))
@@ -686,6 +732,20 @@ async fn ticket_action(
         }
         _ => return Err(ApiError::NotFound("route")),
     };
+    audit(
+        &services,
+        &caller,
+        &format!("handoff.{action}"),
+        "handoff",
+        &id.to_string(),
+        serde_json::json!({
+            "agent_id": agent,
+            "note": note_for_audit,
+            "to_team": body.team,
+            "to_agent_id": body.to_agent_id,
+        }),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(handoff))
 }
 
@@ -700,7 +760,7 @@ async fn list_queues(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_manager()?;
     Ok(HttpResponse::Ok().json(QueueList {
         queues: services.router.queue_configs().await?,
     }))
@@ -723,6 +783,15 @@ async fn put_queue(
     let queue: QueueConfig =
         serde_json::from_value(json).map_err(|e| ApiError::BadRequest(format!("queue: {e}")))?;
     services.router.set_queue(queue.clone()).await?;
+    audit(
+        &services,
+        &caller,
+        "queue.update",
+        "queue",
+        team.as_str(),
+        serde_json::to_value(&queue).unwrap_or_default(),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(queue))
 }
 
@@ -781,6 +850,15 @@ async fn create_agent(
         })
         .await?;
     services.router.agent_changed(agent.id).await?;
+    audit(
+        &services,
+        &caller,
+        "agent.create",
+        "agent",
+        &agent.id.to_string(),
+        serde_json::json!({"email": agent.email, "teams": agent.teams}),
+    )
+    .await;
     let token = new_token("baton_agent");
     services
         .store
@@ -858,6 +936,18 @@ async fn update_agent(
     };
     let agent = services.store.update_agent(id, update).await?;
     services.router.agent_changed(id).await?;
+    audit(
+        &services,
+        &caller,
+        "agent.update",
+        "agent",
+        &id.to_string(),
+        serde_json::json!({
+            "skills": agent.skills, "teams": agent.teams, "max_concurrent": agent.max_concurrent,
+            "capacity": agent.capacity, "hours": agent.hours,
+        }),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(agent))
 }
 
@@ -870,7 +960,7 @@ async fn list_agents(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_manager()?;
     Ok(HttpResponse::Ok().json(AgentList {
         agents: services.store.list_agents().await?,
     }))

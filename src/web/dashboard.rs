@@ -213,7 +213,7 @@ async fn live_stream(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<impl Responder, ApiError> {
-    caller.require_admin()?;
+    caller.require_manager()?;
     let mut activity = services.router.activity();
     let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(4);
     tokio::spawn(async move {
@@ -496,6 +496,8 @@ fn reasons_chart(s: &Summary) -> Option<String> {
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
+    /// The session's CSRF token, for the logout form.
+    csrf: String,
     qs: String,
     form: FormView,
     l: LiveView,
@@ -557,12 +559,14 @@ async fn dashboard(
     services: web::Data<Services>,
     query: web::Query<FilterQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    match caller {
-        Ok(c) => c.require_admin()?,
+    let caller = match caller {
+        Ok(c) => c,
         Err(_) => return Ok(to_login(&req)),
-    }
+    };
+    caller.require_manager()?;
     let r = load_report(&services, &query).await?;
     let page = DashboardPage {
+        csrf: caller.csrf.clone().unwrap_or_default(),
         qs: r.qs.clone(),
         form: FormView::new(&query, &services).await,
         l: LiveView::new(live_now(&services).await, false),
@@ -577,7 +581,7 @@ async fn report_fragment(
     services: web::Data<Services>,
     query: web::Query<FilterQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_manager()?;
     let fragment = ReportFragment {
         r: load_report(&services, &query).await?,
     };
@@ -608,7 +612,7 @@ async fn drill_page(
     query: web::Query<DrillQuery>,
 ) -> Result<HttpResponse, ApiError> {
     match caller {
-        Ok(c) => c.require_admin()?,
+        Ok(c) => c.require_manager()?,
         Err(_) => return Ok(to_login(&req)),
     }
     let drill: Drill = query

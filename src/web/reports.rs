@@ -114,7 +114,7 @@ async fn summary(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_manager()?;
     let params = Params::parse(&req)?;
     let csv = params.wants_csv(&req)?;
     let table = params.table(&["breakdowns", "reasons_over_time", "heatmap"])?;
@@ -140,7 +140,7 @@ async fn live(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_manager()?;
     let params = Params::parse(&req)?;
     let csv = params.wants_csv(&req)?;
     let table = params.table(&["queues", "agents"])?;
@@ -167,7 +167,7 @@ async fn handoffs(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_manager()?;
     let params = Params::parse(&req)?;
     let csv = params.wants_csv(&req)?;
     let drill: Drill = params

@@ -1,5 +1,6 @@
 use serde_json::json;
 
+use crate::access::PASSWORD;
 use crate::helpers::{ADMIN_TOKEN, eventually, spawn_app};
 
 /// The figure shown for a `data-metric` on the page (the text inside, links stripped).
@@ -114,7 +115,7 @@ async fn the_dashboard_shows_the_period_by_channel_with_filters_in_the_url_and_d
 }
 
 #[tokio::test]
-async fn the_dashboard_asks_for_a_login_and_a_valid_token_gets_in() {
+async fn the_dashboard_asks_for_a_login_and_a_manager_gets_in() {
     let app = spawn_app().await;
     let r = app.client.get(app.url("/dashboard")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 303);
@@ -131,34 +132,13 @@ async fn the_dashboard_asks_for_a_login_and_a_valid_token_gets_in() {
         "/login?next=/dashboard%3Frange%3D7d"
     );
 
-    let bad = app
-        .client
-        .post(app.url("/login"))
-        .form(&[("token", "wrong"), ("next", "/dashboard")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status().as_u16(), 401);
-    assert!(bad.text().await.unwrap().contains("not valid"));
-
-    let good = app
-        .client
-        .post(app.url("/login"))
-        .form(&[("token", ADMIN_TOKEN), ("next", "/dashboard")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(good.status().as_u16(), 303);
-    let cookie = good.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    let session = cookie.split(';').next().unwrap().to_owned();
+    app.create_user("mia@example.com", "manager", &["billing"])
+        .await;
+    let session = app.sign_in("mia@example.com", PASSWORD).await;
     let page = app
         .client
         .get(app.url("/dashboard"))
-        .header("cookie", session)
+        .header("cookie", session.cookie)
         .send()
         .await
         .unwrap();
@@ -186,10 +166,12 @@ async fn the_live_panel_changes_without_a_reload_when_a_handoff_happens() {
     let app = spawn_app().await;
     app.create_agent("Uma", false).await;
     let mut browser = Browser::launch().await;
+    app.create_user("mia@example.com", "manager", &[]).await;
     browser.goto(&app.url("/login")).await;
     browser
         .eval(&format!(
-            "document.querySelector('input[name=token]').value = '{ADMIN_TOKEN}';
+            "document.querySelector('input[name=email]').value = 'mia@example.com';
+             document.querySelector('input[name=password]').value = '{PASSWORD}';
              document.querySelector('form').submit(); true"
         ))
         .await;

@@ -1,5 +1,6 @@
 //! Black-box tests: the real gateway on a loopback port, a temp SQLite file, a real ClickHouse.
 
+mod access;
 mod analytics;
 mod bad_input;
 mod browser;
