@@ -108,6 +108,9 @@ pub struct Settings {
     pub sla_assignment_secs: u64,
     /// Target from a handoff request to the agent's first reply; longer is an SLA breach.
     pub sla_first_reply_secs: u64,
+    /// Texts agents send often (`[[canned_responses]]` with `name` and `text`; `{customer_name}`,
+    /// `{agent_name}` and `{ticket}` are filled in). Empty: a few built-in ones.
+    pub canned_responses: Vec<crate::handoff::canned::CannedResponse>,
     /// Sign-in attempts allowed per minute, per client address and per account.
     pub login_attempts_per_minute: u32,
     /// Requests per minute one client address may send to the public web chat widget.
@@ -150,6 +153,7 @@ impl Default for Settings {
             bot_webhook_secret: None,
             bot_timeout_ms: 10_000,
             max_body_bytes: 256 * 1024,
+            canned_responses: Vec::new(),
             login_attempts_per_minute: 10,
             widget_requests_per_minute: 120,
             webhook_requests_per_minute: 6000,

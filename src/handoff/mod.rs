@@ -7,6 +7,7 @@
 //!   overflow, business hours) and makes its decisions durable; [`waiting`] is what waiting
 //!   customers are told.
 
+pub mod canned;
 pub mod engine;
 pub mod frustration;
 pub use crate::model::hours;

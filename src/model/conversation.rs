@@ -56,6 +56,37 @@ impl ChannelKind {
 }
 
 impl ChannelKind {
+    /// The longest text one message on this channel may carry, in characters: what each
+    /// platform documents (Messenger 2,000, Instagram 1,000, WhatsApp and Telegram 4,096, an
+    /// SMS of ten segments 1,600); web chat, API and email take what Baton stores.
+    pub fn max_text_chars(self) -> usize {
+        match self {
+            ChannelKind::Messenger => 2000,
+            ChannelKind::Instagram => 1000,
+            ChannelKind::WhatsApp | ChannelKind::Telegram => 4096,
+            ChannelKind::Sms => 1600,
+            ChannelKind::Api | ChannelKind::WebChat | ChannelKind::Email => {
+                super::MessageText::MAX_BYTES
+            }
+        }
+    }
+
+    /// A name people read.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChannelKind::Api => "API",
+            ChannelKind::WebChat => "Web chat",
+            ChannelKind::Email => "Email",
+            ChannelKind::Messenger => "Messenger",
+            ChannelKind::Instagram => "Instagram",
+            ChannelKind::WhatsApp => "WhatsApp",
+            ChannelKind::Telegram => "Telegram",
+            ChannelKind::Sms => "SMS",
+        }
+    }
+}
+
+impl ChannelKind {
     /// Whether replies must be pushed to the customer through the channel. The API channel's
     /// clients read replies back instead, so a stored reply is a delivered one.
     pub fn pushes_replies(self) -> bool {

@@ -473,23 +473,44 @@ async fn agent_reply(
     let agent = caller.acting_agent(named)?;
     let conversation = services.store.conversation(id).await?;
     let reply = body.parse(conversation.channel)?;
-    // A platform that would refuse the reply is named now, to the agent, rather than after
-    // the reply was stored and failed in the background. A template is what WhatsApp takes
-    // outside its window.
+    let message = send_reply(&services, &conversation, agent, reply).await?;
+    Ok(HttpResponse::Created().json(message))
+}
+
+/// Stores an agent's reply for delivery through the conversation's channel, after the checks
+/// the platform would make: a text within the channel's length, and its reply window open (a
+/// refusal named now, to the agent, beats a reply that fails in the background). A template is
+/// what WhatsApp takes outside its window.
+pub(super) async fn send_reply(
+    services: &Services,
+    conversation: &Conversation,
+    agent: Option<AgentId>,
+    reply: AgentReply,
+) -> Result<Message, ApiError> {
+    let max = conversation.channel.max_text_chars();
+    if reply.text.as_str().chars().count() > max {
+        return Err(ApiError::BadRequest(format!(
+            "{} messages carry at most {max} characters",
+            conversation.channel.label()
+        )));
+    }
     if reply.template.is_none()
-        && let Some(why) = reply_window_refusal(&services, &conversation).await?
+        && let Some(why) = reply_window_refusal(services, conversation).await?
     {
         return Err(ApiError::Conflict(why));
     }
-    let message = services.store.append_agent_reply(id, agent, reply).await?;
+    let message = services
+        .store
+        .append_agent_reply(conversation.id, agent, reply)
+        .await?;
     services.dispatcher.kick();
-    Ok(HttpResponse::Created().json(message))
+    Ok(message)
 }
 
 /// Why the conversation's platform would refuse an agent's reply now (WhatsApp's 24-hour
 /// window, Messenger's and Instagram's human-agent window), if it would: the same rule its
 /// connector applies when sending.
-async fn reply_window_refusal(
+pub(super) async fn reply_window_refusal(
     services: &Services,
     conversation: &Conversation,
 ) -> Result<Option<String>, ApiError> {
@@ -658,15 +679,17 @@ async fn put_rules(
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ActionIn {
+pub(super) struct ActionIn {
     /// The agent acting (an admin acting for one).
-    agent_id: Option<String>,
-    /// A transfer's or hand-back's note.
-    note: Option<String>,
+    pub(super) agent_id: Option<String>,
+    /// A transfer's or hand-back's note; a resolution's disposition note.
+    pub(super) note: Option<String>,
     /// A transfer's target team.
-    team: Option<String>,
+    pub(super) team: Option<String>,
     /// A transfer's target agent.
-    to_agent_id: Option<String>,
+    pub(super) to_agent_id: Option<String>,
+    /// How a resolved ticket ended (`solved`, `no_response`, ...), kept in the audit log.
+    pub(super) disposition: Option<String>,
 }
 
 async fn ticket_action(
@@ -678,6 +701,19 @@ async fn ticket_action(
     let (id, action) = path.into_inner();
     let id: HandoffId = parse_id(&id)?;
     let body: ActionIn = super::optional_json(&body)?;
+    let handoff = act(&services, &caller, id, &action, body).await?;
+    Ok(HttpResponse::Ok().json(handoff))
+}
+
+/// Accepts, declines, resolves, releases or transfers a ticket as the caller, and writes the
+/// audit log.
+pub(super) async fn act(
+    services: &Services,
+    caller: &Caller,
+    id: HandoffId,
+    action: &str,
+    body: ActionIn,
+) -> Result<Handoff, ApiError> {
     let named = body
         .agent_id
         .as_deref()
@@ -686,12 +722,13 @@ async fn ticket_action(
     let agent = caller.acting_agent(named)?;
     let note = optional_text("note", body.note.clone(), 4000)?;
     let note_for_audit = note.clone();
+    let disposition = optional_text("disposition", body.disposition.clone(), 64)?;
     let needs_agent = |what: &str| {
         agent.ok_or_else(|| {
             ApiError::BadRequest(format!("an admin must name the {what} agent as agent_id"))
         })
     };
-    let handoff = match action.as_str() {
+    let handoff = match action {
         "accept" => {
             let agent = needs_agent("accepting")?;
             services
@@ -733,8 +770,8 @@ async fn ticket_action(
         _ => return Err(ApiError::NotFound("route")),
     };
     audit(
-        &services,
-        &caller,
+        services,
+        caller,
         &format!("handoff.{action}"),
         "handoff",
         &id.to_string(),
@@ -743,10 +780,11 @@ async fn ticket_action(
             "note": note_for_audit,
             "to_team": body.team,
             "to_agent_id": body.to_agent_id,
+            "disposition": disposition,
         }),
     )
     .await;
-    Ok(HttpResponse::Ok().json(handoff))
+    Ok(handoff)
 }
 
 // --- queues ----------------------------------------------------------------------------------

@@ -21,6 +21,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../static/widget.js"),
     ),
     (
+        "workspace.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/workspace.js"),
+    ),
+    (
         "vendor/htmx-2.0.11.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/vendor/htmx-2.0.11.min.js"),

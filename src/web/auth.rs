@@ -474,12 +474,8 @@ async fn form_field(req: &mut ServiceRequest, name: &str) -> Option<String> {
     if !is_form {
         return None;
     }
-    // Forms are small (the app's form limit is 16 KiB); a larger body is refused here.
-    let body = req
-        .extract::<web::Bytes>()
-        .await
-        .ok()
-        .filter(|b| b.len() <= 64 * 1024)?;
+    // Bounded by the app's body limit (`max_body_bytes`), like every other body.
+    let body = req.extract::<web::Bytes>().await.ok()?;
     let value = form_urlencoded::parse(&body)
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned());

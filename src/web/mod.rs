@@ -16,6 +16,7 @@ mod pages;
 mod reports;
 mod webhooks;
 mod widget;
+mod workspace;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -94,6 +95,7 @@ impl Application {
                 .configure(widget::routes)
                 .configure(pages::routes)
                 .configure(dashboard::routes)
+                .configure(workspace::routes)
                 .configure(assets::routes)
                 .default_service(web::to(|| async { ApiError::NotFound("route").error_response() }))
         })

@@ -137,7 +137,7 @@ async fn login(
     // Agents land in their workspace, managers and admins on the dashboard, unless the login
     // page was asked for somewhere else.
     let next = match (next.is_empty(), user.role) {
-        (true, crate::model::UserRole::Agent) => "/account".to_owned(),
+        (true, crate::model::UserRole::Agent) => "/workspace".to_owned(),
         (true, _) => "/dashboard".to_owned(),
         (false, _) => next,
     };

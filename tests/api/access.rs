@@ -504,7 +504,7 @@ async fn the_public_widget_is_rate_limited_per_client_address() {
     for _ in 0..4 {
         let r = app
             .client
-            .post(app.url("/widget/conversations"))
+            .post(app.url("/widget/v1/conversations"))
             .json(&json!({}))
             .send()
             .await

@@ -150,6 +150,15 @@ impl Browser {
         }
     }
 
+    /// Emulates a screen of this size (CSS pixels), e.g. a 1280x800 laptop.
+    pub async fn viewport(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+    }
+
     /// Saves a PNG of the page.
     pub async fn screenshot(&mut self, path: &Path) {
         use base64::Engine;

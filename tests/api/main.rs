@@ -16,3 +16,4 @@ mod restart;
 mod router;
 mod webchat;
 mod webhooks;
+mod workspace;
