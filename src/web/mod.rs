@@ -2,6 +2,7 @@
 //! put together.
 
 mod accounts;
+mod admin;
 mod api;
 mod assets;
 pub mod auth;
@@ -96,6 +97,7 @@ impl Application {
                 .configure(pages::routes)
                 .configure(dashboard::routes)
                 .configure(workspace::routes)
+                .configure(admin::routes)
                 .configure(assets::routes)
                 .default_service(web::to(|| async { ApiError::NotFound("route").error_response() }))
         })

@@ -238,28 +238,46 @@ struct WorkspacePage {
     inbox: Inbox,
 }
 
-/// The header's links and the presence switch.
-struct Nav {
-    name: String,
-    role: &'static str,
-    presence: Option<&'static str>,
-    dashboard: bool,
+/// The header's links, the presence switch and the agent's load.
+pub(super) struct Nav {
+    pub(super) name: String,
+    pub(super) role: &'static str,
+    pub(super) presence: Option<&'static str>,
+    /// "1/3": tickets owned now out of the agent's capacity.
+    pub(super) load: Option<String>,
+    pub(super) dashboard: bool,
+    pub(super) admin: bool,
 }
 
-async fn nav(services: &Services, caller: &Caller) -> Result<Nav, ApiError> {
+pub(super) async fn nav(services: &Services, caller: &Caller) -> Result<Nav, ApiError> {
     let name = match caller.user {
         Some(u) => services.store.user(u).await?.name,
         None => "Admin".into(),
     };
-    let presence = match caller.role {
-        Role::Agent(me) => Some(services.store.agent(me).await?.presence.as_str()),
-        _ => None,
+    let (presence, load) = match caller.role {
+        Role::Agent(me) => {
+            let agent = services.store.agent(me).await?;
+            let owned = services
+                .store
+                .list_handoffs(Some(HandoffStatus::Accepted), 1000)
+                .await?
+                .iter()
+                .filter(|h| h.assigned_agent_id == Some(me))
+                .count();
+            (
+                Some(agent.presence.as_str()),
+                Some(format!("{owned}/{}", agent.max_concurrent)),
+            )
+        }
+        _ => (None, None),
     };
     Ok(Nav {
         name,
         role: caller.role_name(),
         presence,
+        load,
         dashboard: matches!(caller.role, Role::Admin | Role::Manager(_)),
+        admin: caller.role == Role::Admin,
     })
 }
 

@@ -360,6 +360,34 @@ async fn every_role_gets_data_only_from_the_routes_and_tickets_it_may_see() {
         ),
         ("GET", "/api/v1/reports/live".into(), json!(null), &[A, M]),
         ("GET", "/dashboard".into(), json!(null), &[A, M]),
+        ("GET", "/api/v1/handoffs".into(), json!(null), &[A, M, G]),
+        ("GET", "/workspace".into(), json!(null), &[A, M, G]),
+        ("GET", "/workspace/inbox".into(), json!(null), &[A, M, G]),
+        (
+            "GET",
+            format!("/workspace/tickets/{billing}"),
+            json!(null),
+            &[A, M, G],
+        ),
+        (
+            "GET",
+            format!("/workspace/tickets/{sales}"),
+            json!(null),
+            &[A],
+        ),
+        (
+            "GET",
+            format!("/workspace/tickets/{sales}/transcript"),
+            json!(null),
+            &[A],
+        ),
+        ("GET", "/admin".into(), json!(null), &[A]),
+        (
+            "PUT",
+            "/api/v1/escalation-rules".into(),
+            json!({"rules": []}),
+            &[A],
+        ),
     ];
     let roles = [(A, ADMIN_TOKEN), (M, mia.as_str()), (G, ann.as_str())];
     let mut wrong = Vec::new();
@@ -468,6 +496,50 @@ async fn the_audit_log_names_who_changed_a_ticket_or_a_setting() {
         ),
         (Some("queue.update"), Some("billing"), Some("admin token"))
     );
+}
+
+#[tokio::test]
+async fn an_admin_adds_a_person_on_the_admin_page_and_sees_it_in_the_audit_log() {
+    let app = app_with_admin().await;
+    let admin = app.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    let r = app
+        .client
+        .post(app.url("/admin/users"))
+        .header("cookie", &admin.cookie)
+        .form(&[
+            ("csrf", admin.csrf.as_str()),
+            ("name", "Nia"),
+            ("email", "nia@example.com"),
+            ("role", "agent"),
+            ("teams", "billing, sales"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let page = app
+        .client
+        .get(app.url("/admin"))
+        .header("cookie", &admin.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("nia@example.com"), "{page}");
+    assert!(page.contains("billing, sales"));
+    assert!(page.contains("user.create"), "the audit log on the page");
+    // The new agent signs in and lands in the workspace.
+    let r = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("email", "nia@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/workspace");
 }
 
 #[tokio::test]
