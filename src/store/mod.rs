@@ -112,6 +112,9 @@ pub struct OutboundMessage {
     pub attachments: Vec<crate::model::Attachment>,
     /// A WhatsApp template sent instead of free text.
     pub template: Option<crate::model::MessageTemplate>,
+    /// Another channel of the customer's to send it by (e.g. email after they left the chat);
+    /// `None`: the conversation's.
+    pub channel: Option<ChannelKind>,
 }
 
 impl OutboundMessage {
@@ -124,6 +127,7 @@ impl OutboundMessage {
             html: None,
             attachments: Vec::new(),
             template: None,
+            channel: None,
         }
     }
 }
@@ -134,6 +138,8 @@ impl OutboundMessage {
 pub struct AgentReply {
     /// The text, or the caption of the file.
     pub text: MessageText,
+    /// Another channel of the customer's to send it by; `None`: the conversation's.
+    pub channel: Option<ChannelKind>,
     /// Files by URL.
     pub attachments: Vec<crate::model::Attachment>,
     /// A WhatsApp template.

@@ -363,6 +363,8 @@ async fn request_handoff(
 struct ReplyIn {
     /// The text, or the caption of the file; optional with a template.
     text: Option<String>,
+    /// Another channel of the customer's to answer by (`email`); absent: the conversation's.
+    channel: Option<String>,
     agent_id: Option<String>,
     #[serde(default)]
     attachments: Vec<AttachmentIn>,
@@ -421,6 +423,11 @@ impl ReplyIn {
             (None, None) => MessageText::parse("")?,
         };
         Ok(AgentReply {
+            channel: self
+                .channel
+                .as_deref()
+                .map(str::parse::<ChannelKind>)
+                .transpose()?,
             text,
             attachments,
             template,
@@ -487,14 +494,36 @@ pub(super) async fn send_reply(
     agent: Option<AgentId>,
     reply: AgentReply,
 ) -> Result<Message, ApiError> {
-    let max = conversation.channel.max_text_chars();
+    let channel = match reply.channel {
+        Some(other) if other != conversation.channel => {
+            if !other_channels(services, conversation)
+                .await?
+                .contains(&other)
+            {
+                return Err(ApiError::Conflict(format!(
+                    "this customer cannot be reached by {} from here",
+                    other.label()
+                )));
+            }
+            if reply.template.is_some() || !reply.attachments.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "a reply by another channel carries text only".into(),
+                ));
+            }
+            other
+        }
+        _ => conversation.channel,
+    };
+    let max = channel.max_text_chars();
     if reply.text.as_str().chars().count() > max {
         return Err(ApiError::BadRequest(format!(
             "{} messages carry at most {max} characters",
-            conversation.channel.label()
+            channel.label()
         )));
     }
-    if reply.template.is_none()
+    // Another channel has no reply window of the conversation's (email has none at all).
+    if channel == conversation.channel
+        && reply.template.is_none()
         && let Some(why) = reply_window_refusal(services, conversation).await?
     {
         return Err(ApiError::Conflict(why));
@@ -505,6 +534,31 @@ pub(super) async fn send_reply(
         .await?;
     services.dispatcher.kick();
     Ok(message)
+}
+
+/// The customer's other channels an agent may answer by from this conversation: email, when
+/// the customer gave an address and Baton sends mail (the reply threads back here by its
+/// reply address). Platform channels need the customer to have written there first.
+pub(super) async fn other_channels(
+    services: &Services,
+    conversation: &Conversation,
+) -> Result<Vec<ChannelKind>, ApiError> {
+    if conversation.channel == ChannelKind::Email
+        || services.settings.support_address.is_none()
+        || services.settings.smtp_url.is_none()
+    {
+        return Ok(Vec::new());
+    }
+    let customer = services.store.customer(conversation.customer_id).await?;
+    let has_email = customer
+        .identities
+        .iter()
+        .any(|i| i.kind == crate::model::IdentityKind::Email);
+    Ok(if has_email {
+        vec![ChannelKind::Email]
+    } else {
+        Vec::new()
+    })
 }
 
 /// Why the conversation's platform would refuse an agent's reply now (WhatsApp's 24-hour

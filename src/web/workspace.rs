@@ -480,6 +480,8 @@ struct TicketPage {
     /// Why the platform would refuse a reply now, if it would.
     window_closed: Option<String>,
     max_chars: usize,
+    /// Other channels of the customer's the reply may go by: (value, label).
+    reply_by: Vec<(&'static str, &'static str)>,
     canned: Vec<String>,
     teams: Vec<String>,
 }
@@ -544,6 +546,11 @@ async fn ticket_page(
         reply_window_refusal(&services, &c.conversation).await?
     } else {
         None
+    };
+    let reply_by = if can_work {
+        super::api::other_channels(&services, &c.conversation).await?
+    } else {
+        Vec::new()
     };
     let teams = services
         .router
@@ -631,6 +638,10 @@ async fn ticket_page(
         can_work,
         window_closed,
         max_chars: c.conversation.channel.max_text_chars(),
+        reply_by: reply_by
+            .into_iter()
+            .map(|ch| (ch.as_str(), ch.label()))
+            .collect(),
         canned: canned_responses(&services)
             .into_iter()
             .map(|r| r.name)
@@ -725,6 +736,8 @@ fn banner_or_error(id: HandoffId, e: ApiError) -> Result<HttpResponse, ApiError>
 #[derive(Deserialize)]
 struct ReplyForm {
     text: String,
+    /// Another channel of the customer's (`email`); empty: the conversation's.
+    channel: Option<String>,
 }
 
 async fn reply(
@@ -738,6 +751,12 @@ async fn reply(
     let result = async {
         let agent = caller.acting_agent(None)?;
         let reply = AgentReply {
+            channel: form
+                .channel
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .map(str::parse)
+                .transpose()?,
             text: MessageText::parse(&form.text)?,
             attachments: Vec::new(),
             template: None,

@@ -421,3 +421,121 @@ async fn hostile_chat_text_and_email_html_never_run_in_the_ticket_view() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_agent_answers_a_chat_by_email_after_the_customer_left_and_the_answer_threads_back() {
+    let smtp = crate::mail_servers::start_smtp(0);
+    let smtp_url = smtp.url();
+    let app = spawn_app_with(|s| {
+        s.support_address = Some("support@example.com".into());
+        s.smtp_url = Some(smtp_url.into());
+    })
+    .await;
+    let (ann_id, ann_token) = app.create_user("ann@example.com", "agent", &[]).await;
+    app.set_presence(&ann_id, &ann_token, "online").await;
+    // A chat customer who gave their email address.
+    let r = app
+        .post_json(
+            "/api/v1/messages",
+            ADMIN_TOKEN,
+            json!({"sender": {"external_id": "erin-chat", "name": "Erin", "email": "erin@customer.example"},
+                   "text": "I want to talk to a human"}),
+        )
+        .await;
+    assert!(r.status().is_success());
+    let body: Value = r.json().await.unwrap();
+    let conversation = body["conversation_id"].as_str().unwrap().to_owned();
+    let h = app.handoff_with_status(&conversation, "assigned").await;
+    let id = h["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post_json(
+            &format!("/api/v1/handoffs/{id}/accept"),
+            &ann_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+
+    let ann = app.sign_in("ann@example.com", PASSWORD).await;
+    let ticket = format!("/workspace/tickets/{id}");
+    let (_, page) = app.page(&ann, &ticket).await;
+    assert!(
+        page.contains(r#"<option value="email">Email</option>"#),
+        "{page}"
+    );
+    let (status, location) = app
+        .submit(
+            &ann,
+            &format!("{ticket}/reply"),
+            &[
+                (
+                    "text",
+                    "Sorry we missed you in the chat: your refund is done.",
+                ),
+                ("channel", "email"),
+            ],
+        )
+        .await;
+    assert_eq!((status, location.as_str()), (303, ticket.as_str()));
+
+    let sent = smtp.wait_for(1, std::time::Duration::from_secs(30)).await;
+    let mail = baton::channels::email::parse::parse(&sent[0]).unwrap();
+    assert_eq!(mail.to[0].address, "erin@customer.example");
+    assert!(
+        mail.text
+            .unwrap_or_default()
+            .contains("your refund is done")
+    );
+    let reply_address = mail.reply_to[0].address.clone();
+
+    // Erin answers the mail: it lands in the same conversation, in front of the same agent.
+    let raw = format!(
+        "From: Erin <erin@customer.example>\r\nTo: <{reply_address}>\r\nSubject: Re: your message\r\n\
+         Message-ID: <erin-1@customer.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nThanks, got it!\r\n"
+    );
+    let r = app
+        .client
+        .post(app.url("/ingest/email"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "message/rfc822")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(receipt["conversation_id"], conversation.as_str());
+    app.message_where(&conversation, |m| m["text"] == "Thanks, got it!")
+        .await;
+
+    // Without an address, there is no email option and the API refuses it.
+    let r = app
+        .post_json(
+            "/api/v1/messages",
+            ADMIN_TOKEN,
+            json!({"sender": {"external_id": "nomail"}, "text": "I want to talk to a human"}),
+        )
+        .await;
+    let other: Value = r.json().await.unwrap();
+    let other_conversation = other["conversation_id"].as_str().unwrap().to_owned();
+    let h = app
+        .handoff_with_status(&other_conversation, "assigned")
+        .await;
+    let r = app
+        .post_json(
+            &format!("/api/v1/handoffs/{}/accept", h["id"].as_str().unwrap()),
+            &ann_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let r = app
+        .post_json(
+            &format!("/api/v1/conversations/{other_conversation}/messages"),
+            &ann_token,
+            json!({"text": "hello", "channel": "email"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 409);
+}

@@ -175,13 +175,13 @@ async fn find_conversation(
     now: Timestamp,
 ) -> Result<Option<(ConversationId, ThreadMatch, ConversationStatus)>, StoreError> {
     let s = &e.signals;
+    // Any channel: an agent may have answered a chat by email, and the answer to that mail
+    // belongs in the chat's conversation. A token is random and names one conversation.
     for token in &s.reply_tokens {
-        let row = sqlx::query(
-            "SELECT id, status FROM conversations WHERE reply_token = ? AND channel = 'email'",
-        )
-        .bind(token)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let row = sqlx::query("SELECT id, status FROM conversations WHERE reply_token = ?")
+            .bind(token)
+            .fetch_optional(&mut *conn)
+            .await?;
         if let Some(row) = row {
             return Ok(Some((
                 parse_col(&row, "id")?,

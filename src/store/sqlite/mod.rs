@@ -676,7 +676,7 @@ async fn insert_outbound(
     )
     .bind(id.to_string())
     .bind(conversation.id.to_string())
-    .bind(conversation.channel.as_str())
+    .bind(out.channel.unwrap_or(conversation.channel).as_str())
     .bind(out.author_kind.as_str())
     .bind(out.agent_id.map(|a| a.to_string()))
     .bind(out.text.as_str())
@@ -689,7 +689,7 @@ async fn insert_outbound(
             .transpose()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     )
-    .bind(initial_delivery_status(out.author_kind, conversation.channel).as_str())
+    .bind(initial_delivery_status(out.author_kind, out.channel.unwrap_or(conversation.channel)).as_str())
     .bind(now.as_millis())
     .bind(now.as_millis())
     .execute(&mut *conn)
@@ -970,6 +970,7 @@ impl Store for SqliteStore {
                 let out = OutboundMessage {
                     attachments: reply.attachments,
                     template: reply.template,
+                    channel: reply.channel,
                     ..OutboundMessage::text(
                         AuthorKind::Agent,
                         agent.or(handoff.assigned_agent_id),
