@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod dashboard;
 mod email;
+mod faults;
 mod handoff;
 mod helpers;
 mod mail_servers;
