@@ -111,6 +111,9 @@ pub struct Settings {
     /// Texts agents send often (`[[canned_responses]]` with `name` and `text`; `{customer_name}`,
     /// `{agent_name}` and `{ticket}` are filled in). Empty: a few built-in ones.
     pub canned_responses: Vec<crate::handoff::canned::CannedResponse>,
+    /// Serve `/metrics` (and `/healthz`) on this address instead of the main listener, e.g.
+    /// `127.0.0.1:9100`, so scrapers reach it and the internet does not.
+    pub metrics_bind: Option<String>,
     /// Sign-in attempts allowed per minute, per client address and per account.
     pub login_attempts_per_minute: u32,
     /// Requests per minute one client address may send to the public web chat widget.
@@ -154,6 +157,7 @@ impl Default for Settings {
             bot_timeout_ms: 10_000,
             max_body_bytes: 256 * 1024,
             canned_responses: Vec::new(),
+            metrics_bind: None,
             login_attempts_per_minute: 10,
             widget_requests_per_minute: 120,
             webhook_requests_per_minute: 6000,

@@ -147,7 +147,7 @@ impl Services {
                 settings.support_name.clone(),
             )?));
         }
-        let dispatcher = Dispatcher::new(store.clone(), channels);
+        let dispatcher = Dispatcher::new(store.clone(), channels, Arc::default());
         let router = Router::new(
             store.clone(),
             dispatcher.clone(),

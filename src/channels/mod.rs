@@ -97,16 +97,27 @@ pub struct Dispatcher {
     store: SharedStore,
     channels: Channels,
     kick: Arc<Notify>,
+    counters: Arc<crate::telemetry::ChannelCounters>,
 }
 
 impl Dispatcher {
     /// A dispatcher over a store and its connectors.
-    pub fn new(store: SharedStore, channels: Channels) -> Self {
+    pub fn new(
+        store: SharedStore,
+        channels: Channels,
+        counters: Arc<crate::telemetry::ChannelCounters>,
+    ) -> Self {
         Self {
             store,
             channels,
             kick: Arc::new(Notify::new()),
+            counters,
         }
+    }
+
+    /// The per-channel counters this dispatcher (and the ingest pipeline) keep.
+    pub fn counters(&self) -> &crate::telemetry::ChannelCounters {
+        &self.counters
     }
 
     /// Asks the worker to look for due messages now.
@@ -120,6 +131,10 @@ impl Dispatcher {
         let mut outcomes = Vec::with_capacity(due.len());
         for delivery in &due {
             let outcome = self.attempt(delivery).await;
+            match &outcome {
+                DeliveryOutcome::Sent(_) => self.counters.sent(delivery.channel),
+                _ => self.counters.send_failed(delivery.channel),
+            }
             if let DeliveryOutcome::Failed(why) = &outcome {
                 tracing::error!(message_id = %delivery.message.id, channel = %delivery.channel, error = %why,
                     "delivery failed permanently");

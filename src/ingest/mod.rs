@@ -92,8 +92,10 @@ impl Pipeline {
 
     /// Stores an inbound message and schedules its handling. Returns once it is durable.
     pub async fn accept(&self, inbound: InboundMessage) -> Result<IngestReceipt, StoreError> {
+        let channel = inbound.channel;
         let receipt = self.inner.store.ingest(inbound).await?;
         if !receipt.duplicate {
+            self.inner.dispatcher.counters().ingested(channel);
             self.enqueue(receipt.message_id, receipt.conversation_id);
         }
         Ok(receipt)
@@ -103,6 +105,12 @@ impl Pipeline {
     /// auto-reply or bounce (stored, never answered) or a redelivery. Returns once durable.
     pub async fn accept_email(&self, email: InboundEmail) -> Result<EmailReceipt, StoreError> {
         let receipt = self.inner.store.ingest_email(email).await?;
+        if !receipt.receipt.duplicate {
+            self.inner
+                .dispatcher
+                .counters()
+                .ingested(crate::model::ChannelKind::Email);
+        }
         if receipt.needs_processing && !receipt.receipt.duplicate {
             self.enqueue(receipt.receipt.message_id, receipt.receipt.conversation_id);
         }

@@ -56,5 +56,63 @@ pub(super) async fn metrics(services: web::Data<Services>) -> HttpResponse {
         "Event shipments that failed since start and were retried.",
         Some(stats.failures()),
     );
+    let counters = services.dispatcher.counters().snapshot();
+    for (name, help, pick) in [
+        (
+            "baton_messages_ingested_total",
+            "Inbound messages stored since start, per channel (redeliveries not counted).",
+            0,
+        ),
+        (
+            "baton_replies_sent_total",
+            "Outbound messages the channel accepted since start, per channel.",
+            1,
+        ),
+        (
+            "baton_send_failures_total",
+            "Outbound send attempts that failed since start (retried or given up), per channel.",
+            2,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (channel, ingested, sent, failed) in &counters {
+            let v = [ingested, sent, failed][pick];
+            let _ = writeln!(out, "{name}{{channel=\"{}\"}} {v}", channel.as_str());
+        }
+    }
+    // Queue depth from the store (what the router persists), per team.
+    if let Ok(queued) = services
+        .store
+        .list_handoffs(Some(crate::model::HandoffStatus::Queued), 10_000)
+        .await
+    {
+        let now = crate::model::Timestamp::now();
+        let mut teams: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
+        for h in &queued {
+            let e = teams
+                .entry(h.team.clone().unwrap_or_else(|| "general".into()))
+                .or_default();
+            e.0 += 1;
+            e.1 = e.1.max(now.millis_since(h.requested_at));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP baton_queue_depth Tickets waiting for an agent, per team.\n# TYPE baton_queue_depth gauge"
+        );
+        for (team, (n, _)) in &teams {
+            let _ = writeln!(out, "baton_queue_depth{{team=\"{team}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP baton_queue_oldest_wait_seconds How long the longest-waiting ticket has waited, per team.\n# TYPE baton_queue_oldest_wait_seconds gauge"
+        );
+        for (team, (_, oldest)) in &teams {
+            let _ = writeln!(
+                out,
+                "baton_queue_oldest_wait_seconds{{team=\"{team}\"}} {:.3}",
+                *oldest as f64 / 1000.0
+            );
+        }
+    }
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(out)
 }

@@ -38,6 +38,8 @@ use error::ApiError;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The separate `/metrics` listener and its port, when `metrics_bind` is set.
+    metrics: Option<(u16, Server)>,
     services: Arc<Services>,
 }
 
@@ -53,6 +55,7 @@ impl Application {
         }
         let data = web::Data::from(services.clone());
         let max_body = settings.max_body_bytes;
+        let metrics_apart = settings.metrics_bind.is_some();
         let max_email = settings.max_email_bytes;
         let server = HttpServer::new(move || {
             App::new()
@@ -87,7 +90,11 @@ impl Application {
                     ApiError::BadRequest(format!("invalid query string: {e}")).into()
                 }))
                 .route("/healthz", web::get().to(healthz))
-                .route("/metrics", web::get().to(metrics::metrics))
+                .configure(|cfg| {
+                    if !metrics_apart {
+                        cfg.route("/metrics", web::get().to(metrics::metrics));
+                    }
+                })
                 .configure(|cfg| ingest::routes(cfg, max_email))
                 .configure(reports::routes)
                 .configure(accounts::routes)
@@ -105,9 +112,30 @@ impl Application {
         .shutdown_timeout(10)
         .run();
         tracing::info!(port, "baton listening");
+        let metrics = match &settings.metrics_bind {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)?;
+                let metrics_port = listener.local_addr()?.port();
+                let data = web::Data::from(services.clone());
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .route("/metrics", web::get().to(metrics::metrics))
+                        .route("/healthz", web::get().to(healthz))
+                })
+                .workers(1)
+                .listen(listener)?
+                .disable_signals()
+                .run();
+                tracing::info!(port = metrics_port, "metrics listening");
+                Some((metrics_port, server))
+            }
+            None => None,
+        };
         Ok(Self {
             port,
             server,
+            metrics,
             services,
         })
     }
@@ -115,6 +143,11 @@ impl Application {
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, if `metrics_bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(p, _)| *p)
     }
 
     /// The running parts (for tests and the demo).
@@ -130,7 +163,15 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]), then finishes in-flight
     /// requests, stops the workers, flushes the event shipper and closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let result = self.server.await;
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
         self.services.shutdown().await;
         result
     }

@@ -221,6 +221,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub services: Arc<Services>,
     pub data_dir: Arc<TempDir>,
+    /// The separate metrics listener's port, when `metrics_bind` is set.
+    pub metrics_port: Option<u16>,
     handle: ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -265,6 +267,7 @@ async fn start(settings: Settings, data_dir: Arc<TempDir>) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let services = app.services();
+    let metrics_port = app.metrics_port();
     let join = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -275,6 +278,7 @@ async fn start(settings: Settings, data_dir: Arc<TempDir>) -> TestApp {
         settings,
         services,
         data_dir,
+        metrics_port,
         handle,
         join,
     }

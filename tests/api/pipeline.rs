@@ -335,3 +335,51 @@ async fn the_running_shipper_sets_refused_events_aside_and_keeps_shipping() {
     assert_eq!(letters[0].0, poison.event_id.to_string());
     assert_eq!(health(&app).await["event_dead_letters"], 1);
 }
+
+#[tokio::test]
+async fn metrics_count_messages_per_channel_and_queue_depth_per_team_on_their_own_listener() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.metrics_bind = Some("127.0.0.1:0".into());
+    })
+    .await;
+    // Not on the public listener any more.
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let port = app.metrics_port.expect("a metrics listener");
+    let scrape = || async {
+        let text = app
+            .client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap();
+                (name.to_owned(), value.parse::<f64>().unwrap())
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    customers_ask_for_a_person(&app, "metrics", 3).await;
+    crate::helpers::eventually("three queued tickets", || async {
+        let m = scrape().await;
+        (m.get("baton_queue_depth{team=\"general\"}") == Some(&3.0)).then_some(())
+    })
+    .await;
+    let m = scrape().await;
+    assert_eq!(m["baton_messages_ingested_total{channel=\"api\"}"], 3.0);
+    assert_eq!(m["baton_messages_ingested_total{channel=\"email\"}"], 0.0);
+    assert!(m["baton_queue_oldest_wait_seconds{team=\"general\"}"] >= 0.0);
+    assert!(m.contains_key("baton_send_failures_total{channel=\"telegram\"}"));
+    let health = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
