@@ -33,6 +33,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Settings;
 use crate::services::Services;
 use error::ApiError;
+pub use widget::{WidgetMessage, parse_message as parse_widget_message};
 
 /// A built, listening, not yet running gateway.
 pub struct Application {

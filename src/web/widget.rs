@@ -114,6 +114,31 @@ struct MessageIn {
     client_message_id: Option<String>,
 }
 
+/// A widget message as the edge accepts it: its text and the widget's own id for it.
+#[derive(Debug)]
+pub struct WidgetMessage {
+    /// What the visitor wrote.
+    pub text: MessageText,
+    /// The widget's id for the message (a retried POST is stored once), 1 to 128 characters.
+    pub client_message_id: Option<String>,
+}
+
+/// Parses a widget message body (JSON `{"text", "client_message_id"?}`) into domain values.
+pub fn parse_message(body: &[u8]) -> Result<WidgetMessage, ApiError> {
+    let body: MessageIn = super::json_body(body)?;
+    if let Some(c) = &body.client_message_id
+        && (c.is_empty() || c.len() > 128)
+    {
+        return Err(ApiError::BadRequest(
+            "client_message_id must be 1 to 128 characters".into(),
+        ));
+    }
+    Ok(WidgetMessage {
+        text: MessageText::parse(&body.text)?,
+        client_message_id: body.client_message_id,
+    })
+}
+
 #[derive(Serialize)]
 struct Accepted {
     conversation_id: ConversationId,
@@ -129,17 +154,9 @@ async fn post_message(
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = path.parse()?;
     authorize(&services, &req, id).await?;
-    let body: MessageIn = super::json_body(&body)?;
-    let external_id = match body.client_message_id {
-        Some(c) if c.is_empty() || c.len() > 128 => {
-            return Err(ApiError::BadRequest(
-                "client_message_id must be 1 to 128 characters".into(),
-            ));
-        }
-        // Scoped to the conversation, so one visitor cannot collide with another's ids.
-        Some(c) => Some(format!("{id}:{c}")),
-        None => None,
-    };
+    let body = parse_message(&body)?;
+    // Scoped to the conversation, so one visitor cannot collide with another's ids.
+    let external_id = body.client_message_id.map(|c| format!("{id}:{c}"));
     let conversation = services.store.conversation(id).await?;
     let customer = services.store.customer(conversation.customer_id).await?;
     let identity = customer
@@ -163,7 +180,7 @@ async fn post_message(
             },
             conversation_id: Some(id),
             external_id,
-            text: MessageText::parse(&body.text)?,
+            text: body.text,
             html: None,
             attachments: Vec::new(),
             sent_at: None,

@@ -300,3 +300,100 @@ async fn an_illegal_transition_is_a_409() {
         );
     }
 }
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_400_on_the_api_and_the_widget_never_a_crash() {
+    let app = spawn_app().await;
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let r = app
+        .client
+        .post(app.url("/api/v1/messages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(nested.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(r).await;
+    assert_eq!((status, code.as_str()), (400, "bad_request"));
+    let deep_object = format!(
+        r#"{{"sender": {{"external_id": "x"}}, "text": "hi", "timestamp": {}"x"{}}}"#,
+        r#"{"a":"#.repeat(20_000),
+        "}".repeat(20_000)
+    );
+    let r = app
+        .client
+        .post(app.url("/api/v1/messages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(deep_object)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let start: Value = app
+        .client
+        .post(app.url("/widget/v1/conversations"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!(
+            "/widget/v1/conversations/{}/messages",
+            start["conversation_id"].as_str().unwrap()
+        )))
+        .bearer_auth(start["token"].as_str().unwrap())
+        .header("content-type", "application/json")
+        .body(nested)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Still serving.
+    assert_eq!(
+        app.get_json("/api/v1/conversations", ADMIN_TOKEN).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn unicode_edge_cases_are_stored_exactly_as_written_and_nul_is_refused() {
+    let app = spawn_app().await;
+    // Right-to-left override, a zero-width joiner family, combining marks, a 4-byte CJK
+    // character, flags and zalgo marks. (A lone surrogate in JSON is refused, below.)
+    let text =
+        "\u{202e}evil.exe\u{202c} 👨\u{200d}👩\u{200d}👧 e\u{301}\u{302} 𠜎 🇫🇷 Z\u{335}\u{321}";
+    let c = app.customer_says("unicode", text).await;
+    let stored = app
+        .message_where(c["conversation_id"].as_str().unwrap(), |m| {
+            m["direction"] == "in"
+        })
+        .await;
+    assert_eq!(stored["text"], text);
+    for bad in ["nul\u{0}inside", "\u{7}bell"] {
+        let r = app
+            .post_json(
+                "/api/v1/messages",
+                ADMIN_TOKEN,
+                json!({"sender": {"external_id": "u2"}, "text": bad}),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 400, "{bad:?}");
+    }
+    let lone_surrogate = r#"{"sender": {"external_id": "u3"}, "text": "\ud800 alone"}"#;
+    let r = app
+        .client
+        .post(app.url("/api/v1/messages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(lone_surrogate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}

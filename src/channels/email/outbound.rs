@@ -165,6 +165,17 @@ pub fn text_to_html(text: &str) -> String {
     )
 }
 
+/// Text for a header (a display name, the subject): line breaks and other control characters
+/// become one space. A customer's name or subject with CR/LF could otherwise start a header of
+/// its own (`Bcc:`), and lettre refuses such values by panicking.
+pub fn header_text(s: &str) -> String {
+    s.split(|c: char| c.is_control())
+        .filter(|part| !part.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Builds the mail for one stored outbound message.
 pub fn build(
     thread: &EmailThread,
@@ -177,7 +188,10 @@ pub fn build(
         let address = addr.parse().map_err(|e: lettre::address::AddressError| {
             lettre::error::Error::Io(std::io::Error::other(e))
         })?;
-        Ok(Mailbox::new(name.map(str::to_owned), address))
+        Ok(Mailbox::new(
+            name.map(header_text).filter(|n| !n.is_empty()),
+            address,
+        ))
     };
     let mut b = Mail::builder()
         .from(parse(Some(from_name), support.address().as_str())?)
@@ -186,7 +200,7 @@ pub fn build(
             &support.reply_address(&thread.reply_token),
         )?)
         .to(parse(thread.to_name.as_deref(), thread.to.as_str())?)
-        .subject(reply_subject(thread.subject.as_deref()))
+        .subject(header_text(&reply_subject(thread.subject.as_deref())))
         .message_id(Some(format!("<{message_id}>")));
     if let Some(parent) = &thread.in_reply_to {
         b = b.in_reply_to(format!("<{parent}>"));
@@ -274,6 +288,30 @@ mod tests {
         let raw = String::from_utf8(mail.formatted()).unwrap();
         // Unfolded: long headers continue on the next line.
         raw.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ")
+    }
+
+    #[test]
+    fn line_breaks_in_a_customers_name_or_subject_never_become_headers() {
+        let mut t = thread(1);
+        t.to_name = Some("Ann\r\nBcc: victim@evil.example".into());
+        t.subject = Some("Hi\r\nBcc: victim2@evil.example\nX-Injected: yes".into());
+        let mail = build(
+            &t,
+            &message(AuthorKind::Agent),
+            "x1@example.com",
+            &support(),
+            "Acme\r\nCc: other@evil.example",
+        )
+        .unwrap();
+        let raw = String::from_utf8(mail.formatted()).unwrap();
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        for line in head.split("\r\n") {
+            let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+            assert!(
+                !matches!(name.as_str(), "bcc" | "cc" | "x-injected"),
+                "an injected header: {line:?} in\n{head}"
+            );
+        }
     }
 
     #[test]

@@ -1072,6 +1072,28 @@ pub fn sanitize_html(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mail_nested_thousands_of_parts_deep_parses_without_exhausting_the_stack() {
+        // Zip-bomb-like structure: 20,000 nested multiparts in about a megabyte.
+        let depth = 20_000;
+        let mut raw =
+            String::from("From: a@b.example\r\nTo: support@example.com\r\nSubject: deep\r\n");
+        for i in 0..depth {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        raw.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
+        let raw = raw.into_bytes();
+        // Parsing on a small stack, as a worker thread might have.
+        let parsed = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse_with_limit(&raw, 4 * 1024 * 1024).map(|m| m.text))
+            .unwrap()
+            .join();
+        assert!(parsed.is_ok(), "parsing panicked or overflowed");
+    }
     use serde_json::Value;
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};

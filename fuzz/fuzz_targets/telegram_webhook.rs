@@ -1,0 +1,5 @@
+//! A telegram webhook body: parsing never panics, whatever the bytes.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = baton::channels::telegram::parse(data);
+});

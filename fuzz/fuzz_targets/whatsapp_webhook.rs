@@ -1,0 +1,5 @@
+//! A whatsapp webhook body: parsing never panics, whatever the bytes.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = baton::channels::whatsapp::parse(data);
+});
