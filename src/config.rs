@@ -265,7 +265,9 @@ impl Settings {
                 // Nested tables (named Telegram bots) as BATON_TELEGRAM_BOTS__SALES__TOKEN;
                 // ordinary keys have single underscores and stay flat.
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                // `BATON_X=` (docker compose's `${X:-}`) means unset, not an empty value.
+                .ignore_empty(true),
         );
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         if let Some(bind) = overrides.bind {

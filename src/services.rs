@@ -90,11 +90,17 @@ impl Services {
         );
         let store: SharedStore = sqlite.clone();
         ensure_admin_token(&store, &settings).await?;
-        if settings.admin_email.is_some() && settings.admin_password.is_none() {
+        // Empty values count as unset (docker compose passes `${VAR:-}` through as "").
+        let admin_email = settings.admin_email.as_deref().filter(|e| !e.is_empty());
+        let admin_password = settings
+            .admin_password
+            .as_ref()
+            .filter(|p| !p.expose_secret().is_empty());
+        if admin_email.is_some() && admin_password.is_none() {
             // (The password alone is fine: `baton admin create` reads it from the environment.)
             tracing::warn!("admin_email is set without admin_password: no admin created");
         }
-        if let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) {
+        if let (Some(email), Some(password)) = (admin_email, admin_password) {
             let email = crate::model::EmailAddress::parse(email)
                 .context("admin_email is not an email address")?;
             let password = crate::model::Password::parse(password.expose_secret())
