@@ -1,8 +1,12 @@
 //! Report figures for the dashboard and the report API, computed in ClickHouse (plus a few
 //! live numbers from the store).
 //!
-//! Every query reads `handoff_events FINAL`, so events that were shipped twice and not yet
-//! merged count once. The SQL lives in `queries/*.sql`, shared with the CI check that runs it
+//! The period figures (summary, drill-down) read `handoff_summary`: one row of aggregate states
+//! per handoff, fed from `handoff_events` by a materialized view
+//! (migrations/clickhouse/0003_handoff_summary.sql), ordered by request time. Its states are
+//! idempotent (min, max, argMax, any, sets, `uniqExact` of event ids), so events that were
+//! shipped twice and not yet merged count once, as they do in the queries that still read the
+//! raw events (today's and live figures) with `FINAL`. The SQL lives in `queries/*.sql`, shared with the CI check that runs it
 //! on a current ClickHouse (chdb) besides the 18.16 server the tests use. Each file names its
 //! `?` placeholders in a `-- params:` line; [`bind`] binds the values by those names through
 //! the clickhouse crate's escaping, so no user-supplied text is ever formatted into SQL.
