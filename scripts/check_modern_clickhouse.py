@@ -17,6 +17,7 @@ Usage: python3 scripts/check_modern_clickhouse.py   (pip install chdb first)
 """
 import csv
 import io
+import json
 import pathlib
 import re
 import sys
@@ -272,18 +273,16 @@ def main() -> int:
             "queued_now": [{"queued": "1"}],
             "wait_to_assignment_today": [{"assigned": "2", "median_wait": "3000"}],
             "requested_recently": [{"last_5m": "3", "last_15m": "3", "last_60m": "3"}],
-            "heatmap": [
-                {"weekday": w, "hour": h, "count": n} for w, h, n in
-                [("1", "0", "1"), ("1", "1", "1"), ("1", "2", "1"), ("2", "10", "2"),
-                 ("2", "11", "1"), ("3", "11", "1")]
-            ],
-            "reasons_over_time": [
-                {"bucket_start_ms": str(T0_MS + d * 86400000), "reason": r, "count": n}
-                for d, r, n in [(0, "bot_failure", "1"), (0, "customer_request", "2"),
-                                (1, "customer_request", "1"), (1, "frustration", "2"),
-                                (2, "customer_request", "1")]
-            ],
         }
+        # Mon 00h h1, 01h h2, 02h h3; Tue 10h h4 h6, 11h h5; Wed 11h h7 (weekday * 100 + hour).
+        heatmap = [(100, 1), (101, 1), (102, 1), (210, 2), (211, 1), (311, 1)]
+        # Day buckets. Mon: h1 h3 customer_request, h2 bot_failure; Tue: h4 h5 frustration,
+        # h6 customer_request; Wed: h7.
+        reasons_over_time = sorted(
+            (T0_MS + d * 86400000, r, n)
+            for d, r, n in [(0, "bot_failure", 1), (0, "customer_request", 2),
+                            (1, "customer_request", 1), (1, "frustration", 2),
+                            (2, "customer_request", 1)])
 
         for path in QUERIES:
             name = path.stem
@@ -307,6 +306,13 @@ def main() -> int:
                     "declines": "1", "offer_timeouts": "1", "transfers": "1",
                     "transferred": "1", "rehandoffs": "1", "sla_assignment_breaches": "3",
                     "sla_first_reply_breaches": "3"})
+                pairs = lambda r, k, v: list(zip(json.loads(r[k]), json.loads(r[v])))
+                check(name + " (heatmap, from 'all')",
+                      pairs(total, "heat_cells", "heat_counts"), heatmap)
+                check(name + " (reasons over time, from 'reason')", sorted(
+                    (start, k, n) for (d, k), r in by.items() if d == "reason"
+                    for start, n in pairs(r, "bucket_starts", "bucket_counts")),
+                    reasons_over_time)
                 check(name + " (breakdowns)", sorted(
                     (d, k, r["requested"]) for (d, k), r in by.items() if d != "all"), sorted([
                         ("agent", "", "2"), ("agent", "A", "3"), ("agent", "B", "2"),

@@ -1,11 +1,16 @@
 -- Every period figure, for all handoffs of the period (dimension 'all') and broken down by
--- channel, team, agent, reason and priority: one pass over the period's handoffs for the whole
--- summary. First per combination of the five attributes (few rows even for millions of
--- handoffs: counts, and the percentiles' values as quantilesExact states), then each
--- combination counts in its six rows ('all' and one per dimension), merged there. Percentiles
--- are exact (quantilesExact: the value at index floor(level * n) of the sorted values; merging
--- states concatenates the values, so the result is the same as over the handoffs directly).
--- params: now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, from_s
+-- channel, team, agent, reason and priority, with the handoffs per time bucket (the chart of
+-- reasons over time reads the 'reason' rows) and per weekday and hour (the heatmap reads the
+-- 'all' row): one pass over the period's handoffs for the whole summary. First per combination
+-- of the five attributes (few rows even for millions of handoffs: counts, the percentiles'
+-- values as quantilesExact states, the buckets as sumMap states), then each combination counts
+-- in its six rows ('all' and one per dimension), merged there. Percentiles are exact
+-- (quantilesExact: the value at index floor(level * n) of the sorted values; merging states
+-- concatenates the values, so the result is the same as over the handoffs directly). Buckets
+-- start at multiples of bucket_ms since the epoch (days at midnight UTC); heat cells are
+-- weekday * 100 + hour, weekday 1 = Monday ... 7 = Sunday, UTC, from epoch milliseconds
+-- (1970-01-01 was a Thursday), so no server time zone is involved.
+-- params: bucket_ms, bucket_ms, now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, from_s
 SELECT
     tupleElement(d, 1) AS dimension,
     tupleElement(d, 2) AS key,
@@ -32,7 +37,11 @@ SELECT
     sum(c_transferred) AS transferred,
     sum(c_rehandoffs) AS rehandoffs,
     sum(c_sla_assignment_breaches) AS sla_assignment_breaches,
-    sum(c_sla_first_reply_breaches) AS sla_first_reply_breaches
+    sum(c_sla_first_reply_breaches) AS sla_first_reply_breaches,
+    tupleElement(sumMapMerge(m_buckets), 1) AS bucket_starts,
+    tupleElement(sumMapMerge(m_buckets), 2) AS bucket_counts,
+    tupleElement(sumMapMerge(m_heat), 1) AS heat_cells,
+    tupleElement(sumMapMerge(m_heat), 2) AS heat_counts
 FROM
 (
     SELECT
@@ -66,7 +75,10 @@ FROM
             countIf(h_transfers > 0) AS c_transferred,
             countIf(h_rehandoff) AS c_rehandoffs,
             countIf(h_sla_assign_breached) AS c_sla_assignment_breaches,
-            countIf(h_sla_reply_breached) AS c_sla_first_reply_breaches
+            countIf(h_sla_reply_breached) AS c_sla_first_reply_breaches,
+            sumMapState([intDiv(h_requested_at, ?) * ?], [toUInt64(1)]) AS m_buckets,
+            sumMapState([toUInt16(((intDiv(h_requested_at, 86400000) + 3) % 7 + 1) * 100
+                + intDiv(h_requested_at % 86400000, 3600000))], [toUInt64(1)]) AS m_heat
         FROM
         (
     -- derived:begin  Per handoff, what the figures need: time to accept (from the offer that
