@@ -6,6 +6,10 @@ run a current release. chdb embeds a current engine, so this script proves the s
 also work there, and that every report query gives the hand-computed figures on known event
 sets that were inserted twice (as a re-shipped batch would be).
 
+The events go in once before the migrations that add handoff_summary run (so their backfill is
+checked), and once more after (so the materialized view sees the replay); then every handoff's
+merged summary must equal the same figures computed from the raw events with FINAL.
+
 Usage: python3 scripts/check_modern_clickhouse.py   (pip install chdb first)
        python3 scripts/check_modern_clickhouse.py --http http://127.0.0.1:8123
          runs the same checks on a running server instead (e.g. a private 18.16), in a
@@ -13,6 +17,7 @@ Usage: python3 scripts/check_modern_clickhouse.py   (pip install chdb first)
 """
 import csv
 import io
+import json
 import pathlib
 import re
 import sys
@@ -123,14 +128,65 @@ def event_values(events):
     return ",".join(out)
 
 
-def insert_twice(engine, events):
+def insert_once(engine, events):
+    """Inserts the events; returns their ids, for replay()."""
     before = {r["event_id"] for r in rows(engine, "SELECT event_id FROM handoff_events")}
     engine.execute(f"INSERT INTO handoff_events ({COLUMNS}) VALUES {event_values(events)}")
-    new = [r["event_id"] for r in rows(engine, "SELECT event_id FROM handoff_events")
-           if r["event_id"] not in before]
-    # The same rows again, with the same event ids: what a retried shipment does.
-    engine.execute("INSERT INTO handoff_events SELECT * FROM handoff_events WHERE event_id IN ("
-               + ",".join(f"'{e}'" for e in new) + ")")
+    return [r["event_id"] for r in rows(engine, "SELECT event_id FROM handoff_events")
+            if r["event_id"] not in before]
+
+
+def replay(engine, ids):
+    """The same rows again, with the same event ids: what a retried shipment does."""
+    engine.execute(f"INSERT INTO handoff_events ({COLUMNS}) SELECT {COLUMNS} FROM handoff_events "
+                   "WHERE event_id IN (" + ",".join(f"'{e}'" for e in ids) + ")")
+
+
+# Per handoff, every value the reports take from handoff_summary, computed from the raw events
+# with FINAL (the way the reports computed them before the summary existed), and from the
+# summary's merged states. They must be equal for every handoff.
+PER_HANDOFF_RAW = """
+SELECT handoff_id, any(conversation_id) AS conversation, any(channel) AS channel,
+    any(reason) AS reason, argMin(priority, seq) AS priority, argMax(team, seq) AS team,
+    argMaxIf(agent_id, seq, event_type = 'assigned') AS agent,
+    countIf(event_type = 'requested') > 0 AS requested,
+    minIf(occurred_at_ms, event_type = 'requested') AS requested_at,
+    argMax(event_type, seq) AS last,
+    countIf(event_type = 'assigned') > 0 AS assigned,
+    minIf(wait_ms, event_type = 'assigned') AS assign_wait,
+    countIf(event_type = 'first_agent_reply') > 0 AS replied,
+    minIf(wait_ms, event_type = 'first_agent_reply') AS reply_wait,
+    countIf(event_type = 'accepted') > 0 AS accepted,
+    minIf(wait_ms, event_type = 'accepted') AS accept_wait,
+    arraySort(groupUniqArrayIf(wait_ms, event_type = 'offered')) AS offer_waits,
+    countIf(event_type = 'offered') AS offers, countIf(event_type = 'declined') AS declines,
+    countIf(event_type = 'offer_timed_out') AS timeouts,
+    countIf(event_type = 'transferred') AS transfers,
+    argMaxIf(event_type, seq, event_type IN ('resolved', 'released', 'abandoned')) AS outcome,
+    minIf(wait_ms, event_type IN ('resolved', 'released', 'abandoned')) AS closed_wait,
+    minIf(occurred_at_ms, event_type IN ('resolved', 'released', 'abandoned')) AS closed_at
+FROM handoff_events FINAL
+GROUP BY handoff_id
+ORDER BY handoff_id
+"""
+PER_HANDOFF_SUMMARY = """
+SELECT handoff_id, anyMerge(s_conversation) AS conversation, anyMerge(s_channel) AS channel,
+    anyMerge(s_reason) AS reason, argMinMerge(s_priority) AS priority,
+    argMaxMerge(s_team) AS team, argMaxIfMerge(s_agent) AS agent,
+    maxIfMerge(s_requested) = 1 AS requested, minIfMerge(s_requested_at) AS requested_at,
+    argMaxMerge(s_last) AS last,
+    maxIfMerge(s_assigned) = 1 AS assigned, minIfMerge(s_assign_wait) AS assign_wait,
+    maxIfMerge(s_replied) = 1 AS replied, minIfMerge(s_reply_wait) AS reply_wait,
+    maxIfMerge(s_accepted) = 1 AS accepted, minIfMerge(s_accept_wait) AS accept_wait,
+    arraySort(groupUniqArrayIfMerge(s_offer_waits)) AS offer_waits,
+    uniqExactIfMerge(s_offers) AS offers, uniqExactIfMerge(s_declines) AS declines,
+    uniqExactIfMerge(s_timeouts) AS timeouts, uniqExactIfMerge(s_transfers) AS transfers,
+    argMaxIfMerge(s_outcome) AS outcome, minIfMerge(s_closed_wait) AS closed_wait,
+    minIfMerge(s_closed_at) AS closed_at
+FROM handoff_summary
+GROUP BY handoff_id
+ORDER BY handoff_id
+"""
 
 
 def fixture_events():
@@ -157,10 +213,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         engine = Http(http) if http else Chdb(tmp)
         print("engine:", engine.run("SELECT version() AS v").splitlines()[1])
-        for path in MIGRATIONS:
-            for stmt in statements(path.read_text()):
-                engine.execute(stmt)
-            print("migration ok:", path.name)
+        def migrate(paths):
+            for path in paths:
+                for stmt in statements(path.read_text()):
+                    engine.execute(stmt)
+                print("migration ok:", path.name)
+        # The events table as it was before handoff_summary, then the events once, then the
+        # rest of the migrations (backfilling the summary), then the events again.
+        migrate([p for p in MIGRATIONS if p.name < "0003"])
 
         # "Today" set: three handoffs on web chat just now; a and b offered after 1 s and 3 s;
         # c still waiting.
@@ -168,13 +228,36 @@ def main() -> int:
         a, b, c = (str(uuid.uuid4()) for _ in range(3))
         today = [(a, "requested", 0), (a, "queued", 0), (b, "requested", 0), (b, "queued", 0),
                  (c, "requested", 0), (c, "queued", 0), (a, "offered", 1000), (b, "offered", 3000)]
-        insert_twice(engine, [(h, k, now_ms, w, str(uuid.uuid4()), "web_chat", "customer_request",
-                               "normal", "", "") for h, k, w in today])
+        inserted = insert_once(engine, [(h, k, now_ms, w, str(uuid.uuid4()), "web_chat",
+                                         "customer_request", "normal", "", "") for h, k, w in today])
         # The report fixture, a week in March 2026 (hand computations in tests/api/reports.rs).
         events, ids = fixture_events()
-        insert_twice(engine, events)
+        inserted += insert_once(engine, events)
+
+        def check(name, got, want):
+            ok = got == want
+            print(f"{'ok' if ok else 'MISMATCH'}: {name} -> {got}")
+            if not ok:
+                failures.append(f"{name}: expected {want}, got {got}")
+
+        def check_summary(when):
+            from_raw = rows(engine, PER_HANDOFF_RAW)
+            from_summary = rows(engine, PER_HANDOFF_SUMMARY)
+            check(f"handoffs in handoff_summary ({when})", len(from_summary), 11)
+            for a, b in zip(from_raw, from_summary):
+                if a != b:
+                    failures.append(f"handoff_summary differs from the raw events: {a} != {b}")
+            check(f"every handoff's summary equals its raw events ({when})",
+                  from_raw == from_summary, True)
+
+        migrate([p for p in MIGRATIONS if p.name >= "0003"])
+        check_summary("backfilled")
+        replay(engine, inserted)
+        check_summary("replayed through the view")
         raw = int(rows(engine, "SELECT count() AS n FROM handoff_events")[0]["n"])
         print("raw rows (before merges):", raw)
+        summary_rows = int(rows(engine, "SELECT count() AS n FROM handoff_summary")[0]["n"])
+        print("handoff_summary rows (before merges):", summary_rows)
 
         name_of = {v: k for k, v in ids.items()}
         week = {
@@ -190,24 +273,16 @@ def main() -> int:
             "queued_now": [{"queued": "1"}],
             "wait_to_assignment_today": [{"assigned": "2", "median_wait": "3000"}],
             "requested_recently": [{"last_5m": "3", "last_15m": "3", "last_60m": "3"}],
-            "heatmap": [
-                {"weekday": w, "hour": h, "count": n} for w, h, n in
-                [("1", "0", "1"), ("1", "1", "1"), ("1", "2", "1"), ("2", "10", "2"),
-                 ("2", "11", "1"), ("3", "11", "1")]
-            ],
-            "reasons_over_time": [
-                {"bucket_start_ms": str(T0_MS + d * 86400000), "reason": r, "count": n}
-                for d, r, n in [(0, "bot_failure", "1"), (0, "customer_request", "2"),
-                                (1, "customer_request", "1"), (1, "frustration", "2"),
-                                (2, "customer_request", "1")]
-            ],
         }
-
-        def check(name, got, want):
-            ok = got == want
-            print(f"query {'ok' if ok else 'MISMATCH'}: {name} -> {got}")
-            if not ok:
-                failures.append(f"{name}: expected {want}, got {got}")
+        # Mon 00h h1, 01h h2, 02h h3; Tue 10h h4 h6, 11h h5; Wed 11h h7 (weekday * 100 + hour).
+        heatmap = [(100, 1), (101, 1), (102, 1), (210, 2), (211, 1), (311, 1)]
+        # Day buckets. Mon: h1 h3 customer_request, h2 bot_failure; Tue: h4 h5 frustration,
+        # h6 customer_request; Wed: h7.
+        reasons_over_time = sorted(
+            (T0_MS + d * 86400000, r, n)
+            for d, r, n in [(0, "bot_failure", 1), (0, "customer_request", 2),
+                            (1, "customer_request", 1), (1, "frustration", 2),
+                            (2, "customer_request", 1)])
 
         for path in QUERIES:
             name = path.stem
@@ -231,6 +306,13 @@ def main() -> int:
                     "declines": "1", "offer_timeouts": "1", "transfers": "1",
                     "transferred": "1", "rehandoffs": "1", "sla_assignment_breaches": "3",
                     "sla_first_reply_breaches": "3"})
+                pairs = lambda r, k, v: list(zip(json.loads(r[k]), json.loads(r[v])))
+                check(name + " (heatmap, from 'all')",
+                      pairs(total, "heat_cells", "heat_counts"), heatmap)
+                check(name + " (reasons over time, from 'reason')", sorted(
+                    (start, k, n) for (d, k), r in by.items() if d == "reason"
+                    for start, n in pairs(r, "bucket_starts", "bucket_counts")),
+                    reasons_over_time)
                 check(name + " (breakdowns)", sorted(
                     (d, k, r["requested"]) for (d, k), r in by.items() if d != "all"), sorted([
                         ("agent", "", "2"), ("agent", "A", "3"), ("agent", "B", "2"),

@@ -17,6 +17,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_team_and_detail",
         include_str!("../../migrations/clickhouse/0002_team_and_detail.sql"),
     ),
+    (
+        "0003_handoff_summary",
+        include_str!("../../migrations/clickhouse/0003_handoff_summary.sql"),
+    ),
 ];
 
 /// What went wrong talking to ClickHouse.

@@ -1,8 +1,12 @@
 //! Report figures for the dashboard and the report API, computed in ClickHouse (plus a few
 //! live numbers from the store).
 //!
-//! Every query reads `handoff_events FINAL`, so events that were shipped twice and not yet
-//! merged count once. The SQL lives in `queries/*.sql`, shared with the CI check that runs it
+//! The period figures (summary, drill-down) read `handoff_summary`: one row of aggregate states
+//! per handoff, fed from `handoff_events` by a materialized view
+//! (migrations/clickhouse/0003_handoff_summary.sql), ordered by request time. Its states are
+//! idempotent (min, max, argMax, any, sets, `uniqExact` of event ids), so events that were
+//! shipped twice and not yet merged count once, as they do in the queries that still read the
+//! raw events (today's and live figures) with `FINAL`. The SQL lives in `queries/*.sql`, shared with the CI check that runs it
 //! on a current ClickHouse (chdb) besides the 18.16 server the tests use. Each file names its
 //! `?` placeholders in a `-- params:` line; [`bind`] binds the values by those names through
 //! the clickhouse crate's escaping, so no user-supplied text is ever formatted into SQL.
@@ -38,11 +42,6 @@ pub const QUERIES: &[(&str, &str)] = &[
         include_str!("queries/handoff_metrics.sql"),
     ),
     ("handoff_list", include_str!("queries/handoff_list.sql")),
-    (
-        "reasons_over_time",
-        include_str!("queries/reasons_over_time.sql"),
-    ),
-    ("heatmap", include_str!("queries/heatmap.sql")),
     (
         "requested_recently",
         include_str!("queries/requested_recently.sql"),
@@ -742,6 +741,12 @@ struct MetricsRow {
     rehandoffs: u64,
     sla_assignment_breaches: u64,
     sla_first_reply_breaches: u64,
+    /// Handoffs per time bucket (bucket starts ascending): the chart of reasons over time.
+    bucket_starts: Vec<u64>,
+    bucket_counts: Vec<u64>,
+    /// Handoffs per weekday * 100 + hour, ascending: the heatmap.
+    heat_cells: Vec<u16>,
+    heat_counts: Vec<u64>,
 }
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
@@ -783,8 +788,9 @@ impl From<MetricsRow> for Breakdown {
     }
 }
 
-/// Computes the report for `f`: three ClickHouse queries (figures with every breakdown in one
-/// scan, reasons over time, heatmap) and one store query (containment), concurrently.
+/// Computes the report for `f`: one ClickHouse query (every figure with every breakdown, the
+/// reasons over time and the heatmap, in one pass over the period's handoffs) and one store
+/// query (containment), concurrently.
 pub async fn summary(
     ch: &ClickHouse,
     store: &dyn Store,
@@ -793,17 +799,39 @@ pub async fn summary(
 ) -> Result<Summary, AnalyticsError> {
     let params = |n: &str| filter_param(f, sla, n);
     let metrics = bind(ch, "handoff_metrics", params).fetch_all::<MetricsRow>();
-    let reasons = bind(ch, "reasons_over_time", params).fetch_all::<ReasonBucket>();
-    let heatmap = bind(ch, "heatmap", params).fetch_all::<HeatCell>();
     let activity = store.conversation_activity(
         crate::model::Timestamp::from_millis(f.from_ms),
         crate::model::Timestamp::from_millis(f.to_ms),
         f.channel,
     );
-    let (metrics, reasons_over_time, heatmap, activity) =
-        futures_util::future::join4(metrics, reasons, heatmap, activity).await;
-    let (metrics, reasons_over_time, heatmap, activity) =
-        (metrics?, reasons_over_time?, heatmap?, activity?);
+    let (metrics, activity) = futures_util::future::join(metrics, activity).await;
+    let (metrics, activity) = (metrics?, activity?);
+    // The chart's buckets from the per-reason rows, the heatmap from the totals' row.
+    let mut reasons_over_time = Vec::new();
+    let mut heatmap = Vec::new();
+    for row in &metrics {
+        match row.dimension.as_str() {
+            "reason" => {
+                reasons_over_time.extend(row.bucket_starts.iter().zip(&row.bucket_counts).map(
+                    |(start, count)| ReasonBucket {
+                        bucket_start_ms: *start,
+                        reason: row.key.clone(),
+                        count: *count,
+                    },
+                ))
+            }
+            "all" => heatmap.extend(row.heat_cells.iter().zip(&row.heat_counts).map(
+                |(cell, count)| HeatCell {
+                    weekday: (cell / 100) as u8,
+                    hour: (cell % 100) as u8,
+                    count: *count,
+                },
+            )),
+            _ => {}
+        }
+    }
+    reasons_over_time
+        .sort_by(|a, b| (a.bucket_start_ms, &a.reason).cmp(&(b.bucket_start_ms, &b.reason)));
 
     let mut s = Summary {
         filter: f.clone(),

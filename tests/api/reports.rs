@@ -60,6 +60,16 @@ impl Fixture {
 
 /// Inserts the fixture twice (same event ids) into the app's ClickHouse database.
 async fn load_fixture(app: &TestApp) -> Fixture {
+    let (batch, fixture) = fixture_batch(app).await;
+    let ch = &app.services.clickhouse;
+    ch.insert_events(&batch).await.unwrap();
+    ch.insert_events(&batch).await.unwrap(); // the retry after a lost acknowledgement
+    fixture
+}
+
+/// The fixture as one batch of events with fresh ids, and the names of those ids; creates the
+/// schema first.
+async fn fixture_batch(app: &TestApp) -> (Vec<(i64, HandoffEvent)>, Fixture) {
     app.ship_events().await; // creates the schema
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -99,14 +109,11 @@ async fn load_fixture(app: &TestApp) -> Fixture {
         e.team = l[8].to_owned();
         batch.push((i as i64 + 1, e));
     }
-    let ch = &app.services.clickhouse;
-    ch.insert_events(&batch).await.unwrap();
-    ch.insert_events(&batch).await.unwrap(); // the retry after a lost acknowledgement
     let mut ids = HashMap::new();
     ids.extend(handoffs.into_iter().map(|(k, v)| (k, v.to_string())));
     ids.extend(conversations.into_iter().map(|(k, v)| (k, v.to_string())));
     ids.extend(agents.into_iter().map(|(k, v)| (k, v.to_string())));
-    Fixture { ids }
+    (batch, Fixture { ids })
 }
 
 /// The fixture's week, with optional filters.
@@ -282,6 +289,54 @@ async fn every_figure_equals_the_hand_computed_value_though_each_event_was_inser
     // No conversations in the store: containment has no denominator.
     assert_eq!(s.containment.conversations, 0);
     assert_eq!(s.containment.containment_rate, None);
+}
+
+#[tokio::test]
+async fn a_replayed_batch_leaves_every_figure_unchanged_before_any_merge() {
+    let app = spawn_app().await;
+    let (batch, _) = fixture_batch(&app).await;
+    let ch = &app.services.clickhouse;
+    let sql = |q: &'static str| ch.client().query(q);
+    // Every figure the summary and the drill-downs give, for the week and for one filter (each
+    // resolved once: "now" is part of a filter, and still-waiting handoffs' waits grow with it).
+    let filters = [week(&[]), week(&[("channel", "api")])];
+    let figures = || async {
+        let mut all = Vec::new();
+        for f in &filters {
+            let s = reports::summary(ch, app.services.store.as_ref(), f, &SLA)
+                .await
+                .unwrap();
+            let mut lists = Vec::new();
+            for d in Drill::ALL {
+                lists.push(reports::handoffs(ch, f, &SLA, *d).await.unwrap());
+            }
+            all.push((s, lists));
+        }
+        all
+    };
+    // No merges from here on: the replay's rows stay beside the first ones.
+    sql("SYSTEM STOP MERGES handoff_summary")
+        .execute()
+        .await
+        .unwrap();
+    ch.insert_events(&batch).await.unwrap();
+    let once = figures().await;
+    assert_eq!(once[0].0.totals.requested, 7, "the fixture's week");
+    ch.insert_events(&batch).await.unwrap(); // the retry after a lost acknowledgement
+    let (rows, handoffs): (u64, u64) =
+        sql("SELECT count(), uniqExact(handoff_id) FROM handoff_summary")
+            .fetch_one()
+            .await
+            .unwrap();
+    assert!(
+        rows >= 2 * handoffs,
+        "the replay is not merged yet: {rows} rows for {handoffs} handoffs"
+    );
+    assert_eq!(figures().await, once);
+    sql("SYSTEM START MERGES handoff_summary")
+        .execute()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

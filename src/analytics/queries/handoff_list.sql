@@ -1,6 +1,6 @@
 -- The handoffs behind a figure (the drill-down), newest request first: each handoff of the
 -- period with the tags of the figures it counts in; the caller asks for one tag.
--- params: now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_s, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, drill, limit
+-- params: now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, from_s, drill, limit
 SELECT
     h_id AS handoff_id,
     h_conversation AS conversation_id,
@@ -45,7 +45,9 @@ FROM
     -- or first reply; for a ticket that closed without one, until it closed; for one still
     -- open, until now), and whether a release was followed by a new request of the same
     -- conversation within 24 hours. (Lambdas take every value as an argument: 18.16 drops
-    -- columns that a lambda only captures.)
+    -- columns that a lambda only captures.) The requests come from the raw events, only for
+    -- conversations with a release since the period began (the others cannot be re-handoffs),
+    -- without FINAL: a request counted twice changes nothing in arrayExists.
     SELECT
         h_id, h_conversation, h_channel, h_reason, h_priority, h_team, h_agent, h_requested_at,
         h_last, h_assigned, h_assign_wait, h_replied, h_reply_wait, h_accepted, h_offers,
@@ -64,39 +66,43 @@ FROM
     (
         -- base:begin  One row per handoff requested in the period that matches the filters.
         -- The same text is in every report query that starts from handoffs (a unit test
-        -- checks it). Attributes: the channel and reason never change; the priority is the
-        -- one it was requested with; the team is the last one it was in (`general` for the
-        -- general queue, which events name ''); the agent is the last one who owned it
-        -- (empty if nobody did).
+        -- checks it). Read from handoff_summary (migrations/clickhouse/0003): a handoff's
+        -- aggregate states, fed by a materialized view from handoff_events; all of them are
+        -- idempotent, so a batch inserted twice counts once, and they are merged here because
+        -- rows of one handoff from different INSERTs may not be merged yet. The table is
+        -- ordered by request time, so the period prunes it. Attributes: the channel and reason
+        -- never change; the priority is the one it was requested with; the team is the last
+        -- one it was in (`general` for the general queue, which events name ''); the agent is
+        -- the last one who owned it (empty if nobody did).
         SELECT
             handoff_id AS h_id,
-            any(conversation_id) AS h_conversation,
-            any(channel) AS h_channel,
-            any(reason) AS h_reason,
-            argMin(priority, seq) AS h_priority,
-            argMax(team, seq) AS h_last_team,
+            anyMerge(s_conversation) AS h_conversation,
+            anyMerge(s_channel) AS h_channel,
+            anyMerge(s_reason) AS h_reason,
+            argMinMerge(s_priority) AS h_priority,
+            argMaxMerge(s_team) AS h_last_team,
             if(h_last_team = '', 'general', h_last_team) AS h_team,
-            argMaxIf(agent_id, seq, event_type = 'assigned') AS h_agent,
-            minIf(occurred_at_ms, event_type = 'requested') AS h_requested_at,
-            argMax(event_type, seq) AS h_last,
-            countIf(event_type = 'assigned') > 0 AS h_assigned,
-            minIf(wait_ms, event_type = 'assigned') AS h_assign_wait,
-            countIf(event_type = 'first_agent_reply') > 0 AS h_replied,
-            minIf(wait_ms, event_type = 'first_agent_reply') AS h_reply_wait,
-            countIf(event_type = 'accepted') > 0 AS h_accepted,
-            minIf(wait_ms, event_type = 'accepted') AS h_accept_wait,
-            groupArrayIf(wait_ms, event_type = 'offered') AS h_offer_waits,
-            countIf(event_type = 'offered') AS h_offers,
-            countIf(event_type = 'declined') AS h_declines,
-            countIf(event_type = 'offer_timed_out') AS h_timeouts,
-            countIf(event_type = 'transferred') AS h_transfers,
-            argMaxIf(event_type, seq, event_type IN ('resolved', 'released', 'abandoned')) AS h_outcome,
-            minIf(wait_ms, event_type IN ('resolved', 'released', 'abandoned')) AS h_closed_wait,
-            minIf(occurred_at_ms, event_type IN ('resolved', 'released', 'abandoned')) AS h_closed_at
-        FROM handoff_events FINAL
-        WHERE occurred_at >= toDateTime(?)
+            argMaxIfMerge(s_agent) AS h_agent,
+            minIfMerge(s_requested_at) AS h_requested_at,
+            argMaxMerge(s_last) AS h_last,
+            maxIfMerge(s_assigned) = 1 AS h_assigned,
+            minIfMerge(s_assign_wait) AS h_assign_wait,
+            maxIfMerge(s_replied) = 1 AS h_replied,
+            minIfMerge(s_reply_wait) AS h_reply_wait,
+            maxIfMerge(s_accepted) = 1 AS h_accepted,
+            minIfMerge(s_accept_wait) AS h_accept_wait,
+            groupUniqArrayIfMerge(s_offer_waits) AS h_offer_waits,
+            uniqExactIfMerge(s_offers) AS h_offers,
+            uniqExactIfMerge(s_declines) AS h_declines,
+            uniqExactIfMerge(s_timeouts) AS h_timeouts,
+            uniqExactIfMerge(s_transfers) AS h_transfers,
+            argMaxIfMerge(s_outcome) AS h_outcome,
+            minIfMerge(s_closed_wait) AS h_closed_wait,
+            minIfMerge(s_closed_at) AS h_closed_at
+        FROM handoff_summary
+        WHERE requested_at_ms >= ? AND requested_at_ms < ?
         GROUP BY handoff_id
-        HAVING countIf(event_type = 'requested') > 0
+        HAVING maxIfMerge(s_requested) = 1
             AND h_requested_at >= ? AND h_requested_at < ?
             AND (? = '' OR h_channel = ?)
             AND (? = '' OR h_team = ?)
@@ -108,8 +114,14 @@ FROM
     ANY LEFT JOIN
     (
         SELECT conversation_id AS h_conversation, groupArray(occurred_at_ms) AS r_requests
-        FROM handoff_events FINAL
+        FROM handoff_events
         WHERE event_type = 'requested' AND occurred_at >= toDateTime(?)
+            AND conversation_id IN
+            (
+                SELECT conversation_id
+                FROM handoff_events
+                WHERE event_type = 'released' AND occurred_at >= toDateTime(?)
+            )
         GROUP BY conversation_id
     ) AS requests USING h_conversation
     -- derived:end
