@@ -207,11 +207,7 @@ impl ClickHouse {
 
     /// Inserts rows in one INSERT; it succeeds only once ClickHouse confirmed it.
     pub async fn insert_rows(&self, rows: &[EventRow]) -> Result<(), AnalyticsError> {
-        let mut insert = self
-            .db
-            .insert::<EventRow>("handoff_events")
-            .await?
-            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+        let mut insert = self.event_insert().await?;
         for row in rows {
             insert.write(row).await?;
         }
@@ -219,22 +215,16 @@ impl ClickHouse {
         Ok(())
     }
 
-    /// A batching inserter into `handoff_events`: it ends an INSERT once `max_rows` rows or
-    /// `max_bytes` bytes are written or `period` has passed, checked on each `commit()`.
-    pub fn event_inserter(
+    /// An open INSERT into `handoff_events`: rows stream to ClickHouse as they are written,
+    /// and it takes effect once [`Insert::end`](::clickhouse::insert::Insert::end) succeeds.
+    pub async fn event_insert(
         &self,
-        max_rows: u64,
-        max_bytes: u64,
-        period: std::time::Duration,
-    ) -> ::clickhouse::inserter::Inserter<EventRow> {
-        self.db
-            .inserter::<EventRow>("handoff_events")
-            .with_max_rows(max_rows)
-            .with_max_bytes(max_bytes)
-            .with_period(Some(period))
-            // Several gateways on one ClickHouse should not insert in lockstep.
-            .with_period_bias(0.1)
-            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT))
+    ) -> Result<::clickhouse::insert::Insert<EventRow>, AnalyticsError> {
+        Ok(self
+            .db
+            .insert::<EventRow>("handoff_events")
+            .await?
+            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT)))
     }
 }
 
