@@ -240,6 +240,26 @@ async fn main() {
                 "{bs} events: outbox read+decode {t_read:.1?}, to rows {t_conv:.1?}, INSERT {t_ins:.1?}, ack {t_ack:.1?}"
             );
         }
+        // What an INSERT costs beyond its rows (ClickHouse writes a new part for each): the
+        // same rows in one INSERT and in INSERTs of 5,000.
+        let rows: Vec<EventRow> = events
+            .iter()
+            .take(50_000)
+            .enumerate()
+            .map(|(i, e)| EventRow::from_event(i as i64 + 1, e))
+            .collect();
+        let t = Instant::now();
+        ch.insert_rows(&rows).await.unwrap();
+        let t_one = t.elapsed();
+        let t = Instant::now();
+        for part in rows.chunks(5_000) {
+            ch.insert_rows(part).await.unwrap();
+        }
+        let t_many = t.elapsed();
+        println!(
+            "{} rows: one INSERT {t_one:.1?}, INSERTs of 5,000 {t_many:.1?}",
+            rows.len()
+        );
         let _ = ch
             .client()
             .query(&format!("DROP DATABASE IF EXISTS {}", ch.database()))
