@@ -14,7 +14,7 @@
 //!   next tick of `interval`, and opens the next one while ClickHouse finishes the last (one
 //!   INSERT finishing at a time, so they are confirmed in order);
 //! - a background task deletes confirmed events from the outbox, in order, several
-//!   shipments in one statement when they queue up behind a slow one.
+//!   shipments at once when they queue up or while more are coming (see `ACK_HOLD`).
 //!
 //! After any error the worker aborts what is in flight (a failed INSERT must not be used
 //! again), backs off with jitter and starts over from the start of the outbox, where every
@@ -225,16 +225,51 @@ impl Flight {
     }
 }
 
+/// How long confirmed events may wait to be deleted while the worker says more are coming.
+/// The store empties an outbox whose events are all confirmed far more cheaply than it takes
+/// the same events out in steps (see `Store::outbox_ack`), so a backlog that drains within
+/// this time is trimmed in one go; a longer one is trimmed at this pace. The wait costs
+/// nothing but a little re-shipping after a crash (deduplicated).
+const ACK_HOLD: Duration = Duration::from_secs(5);
+
 /// Work for the acknowledging task.
 enum AckJob {
-    /// Delete these positions: ClickHouse confirmed them.
-    Ack(Vec<i64>),
+    /// Delete these positions: ClickHouse confirmed them. `more`: the worker has further
+    /// events on their way (an INSERT open or a backlog), which may join this DELETE.
+    Ack { seqs: Vec<i64>, more: bool },
     /// Say when everything queued before is done.
     Flush(oneshot::Sender<()>),
 }
 
+/// Acknowledgements gathered for one DELETE.
+#[derive(Default)]
+struct AckBatch {
+    seqs: Vec<i64>,
+    /// What the latest acknowledgement said about more coming.
+    more: bool,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl AckBatch {
+    fn take(&mut self, job: AckJob) {
+        match job {
+            AckJob::Ack { mut seqs, more } => {
+                self.seqs.append(&mut seqs);
+                self.more = more;
+            }
+            AckJob::Flush(done) => self.flushes.push(done),
+        }
+    }
+
+    /// Whether to wait for more before deleting.
+    fn hold(&self) -> bool {
+        self.more && self.flushes.is_empty()
+    }
+}
+
 /// Deletes confirmed events from the outbox in the background, in the order they were
-/// confirmed. Shipments that queue up while a DELETE runs go together in the next one.
+/// confirmed. Acknowledgements that queue up while a DELETE runs, or that come while the
+/// worker says more are coming (up to [`ACK_HOLD`]), go together in the next one.
 struct Acker {
     queue: mpsc::Sender<AckJob>,
     /// The last acknowledgement that failed, for the worker to start over.
@@ -252,25 +287,32 @@ impl Acker {
             let failed = failed.clone();
             async move {
                 while let Some(first) = jobs.recv().await {
-                    let mut seqs = Vec::new();
-                    let mut flushes = Vec::new();
-                    let mut job = Some(first);
-                    while let Some(j) = job.take().or_else(|| jobs.try_recv().ok()) {
-                        match j {
-                            AckJob::Ack(mut s) => seqs.append(&mut s),
-                            AckJob::Flush(done) => flushes.push(done),
+                    let mut batch = AckBatch::default();
+                    batch.take(first);
+                    let hold_until = Instant::now() + ACK_HOLD;
+                    loop {
+                        while let Ok(job) = jobs.try_recv() {
+                            batch.take(job);
+                        }
+                        if !batch.hold() {
+                            break;
+                        }
+                        match tokio::time::timeout_at(hold_until, jobs.recv()).await {
+                            Ok(Some(job)) => batch.take(job),
+                            // Stopping, or held long enough.
+                            Ok(None) | Err(_) => break,
                         }
                     }
-                    let n = seqs.len();
+                    let n = batch.seqs.len();
                     if n > 0 {
-                        match store.outbox_ack(seqs).await {
+                        match store.outbox_ack(batch.seqs).await {
                             Ok(()) => stats.add_shipped(n),
                             Err(e) => {
                                 *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                             }
                         }
                     }
-                    for done in flushes {
+                    for done in batch.flushes {
                         let _ = done.send(());
                     }
                 }
@@ -283,9 +325,10 @@ impl Acker {
         }
     }
 
-    async fn ack(&self, seqs: Vec<i64>) {
+    /// Queues confirmed events; `more`: further ones are on their way.
+    async fn ack(&self, seqs: Vec<i64>, more: bool) {
         // The task only ends once the queue is dropped, in `stop`.
-        let _ = self.queue.send(AckJob::Ack(seqs)).await;
+        let _ = self.queue.send(AckJob::Ack { seqs, more }).await;
     }
 
     /// Waits until every acknowledgement queued so far is done (or failed).
@@ -512,7 +555,8 @@ impl Shipper {
         match ending.answer().await {
             Ok(()) => {
                 flight.confirmed = true;
-                acker.ack(ending.seqs).await;
+                let more = flight.open.is_some() || flight.next.is_some();
+                acker.ack(ending.seqs, more).await;
                 Ok(())
             }
             Err(ShipError::Analytics(e)) if e.is_bad_data() => {
@@ -634,7 +678,7 @@ impl Shipper {
         self.settle(flight, acker).await?;
         if let Some(Open { insert, seqs, .. }) = flight.open.take() {
             insert.end().await?;
-            acker.ack(seqs).await;
+            acker.ack(seqs, false).await;
         }
         Ok(())
     }
