@@ -5,7 +5,8 @@
 //!   cargo bench --bench pipeline -- [--events N] [--rounds N] [--batch-size N] [--stages]
 //!
 //! `--stages` instead times each stage of one shipment alone (outbox read and decode, rows,
-//! INSERT, acknowledgement) for a few batch sizes: where the time goes.
+//! INSERT, acknowledgement) for a few batch sizes, then acknowledging part of the outbox
+//! against all of it, and one INSERT against many: where the time goes.
 //!
 //! Each round fills a fresh outbox with N events (untimed), then times the shipper's worker
 //! from start until the outbox is empty, then times one INSERT of the same N rows into a
@@ -238,6 +239,32 @@ async fn main() {
             let t_ack = t.elapsed();
             println!(
                 "{bs} events: outbox read+decode {t_read:.1?}, to rows {t_conv:.1?}, INSERT {t_ins:.1?}, ack {t_ack:.1?}"
+            );
+        }
+        // Acknowledging with events left behind (range deletes) and acknowledging all the
+        // outbox holds (the store empties it).
+        let waiting: Vec<i64> = {
+            let mut seqs = Vec::new();
+            let mut after = 0;
+            loop {
+                let b = store.outbox_batch(after, 50_000).await.unwrap();
+                let Some(last) = b.last() else { break };
+                after = last.seq;
+                seqs.extend(b.iter().map(|e| e.seq));
+            }
+            seqs
+        };
+        if waiting.len() > 50_000 {
+            let t = Instant::now();
+            store.outbox_ack(waiting[..50_000].to_vec()).await.unwrap();
+            let t_some = t.elapsed();
+            let t = Instant::now();
+            store.outbox_ack(waiting[50_000..].to_vec()).await.unwrap();
+            let t_all = t.elapsed();
+            println!(
+                "ack 50000 of {}: {t_some:.1?}; ack all {} left: {t_all:.1?}",
+                waiting.len(),
+                waiting.len() - 50_000
             );
         }
         // What an INSERT costs beyond its rows (ClickHouse writes a new part for each): the
