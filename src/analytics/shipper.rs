@@ -608,7 +608,6 @@ impl Shipper {
             None => self.read(flight.cursor, READ_CHUNK).await?,
         };
         let backlog = read.rows == READ_CHUNK as usize;
-        let restart = flight.cursor;
         flight.cursor = read.last.unwrap_or(flight.cursor);
         if backlog {
             // Read (and decode) the next chunk while this one is written: SQLite, serde and
@@ -629,8 +628,9 @@ impl Shipper {
             };
             if let Err(e) = open.insert.write(&row).await {
                 let e = AnalyticsError::from(e);
-                // The crate aborted the INSERT: read its rows again, from its first one.
-                flight.cursor = open.seqs.first().map_or(restart, |first| first - 1);
+                // The crate aborted the INSERT: read its rows again, from its first one (or
+                // from this one), and the rows after them.
+                flight.cursor = open.seqs.first().unwrap_or(&seq) - 1;
                 flight.open = None;
                 flight.drop_prefetch();
                 if e.is_bad_data() {
