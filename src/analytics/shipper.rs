@@ -351,24 +351,6 @@ impl Acker {
     }
 }
 
-/// About how many bytes a row takes in RowBinary: each string and its length, the numbers.
-fn wire_bytes(row: &EventRow) -> u64 {
-    let strings = [
-        &row.event_id,
-        &row.event_type,
-        &row.handoff_id,
-        &row.conversation_id,
-        &row.channel,
-        &row.reason,
-        &row.priority,
-        &row.agent_id,
-        &row.team,
-        &row.detail,
-    ];
-    let text: usize = strings.iter().map(|s| s.len() + 1).sum();
-    (text + 4 + 3 * 8) as u64
-}
-
 impl Shipper {
     /// A shipper sending up to `batch_size` events per INSERT, every `interval` at the latest.
     pub fn new(
@@ -426,7 +408,7 @@ impl Shipper {
         let mut broken = Vec::new();
         for OutboxEntry { seq, event } in entries {
             match event {
-                Ok(e) => batch.push(seq, EventRow::from_event(seq, &e)),
+                Ok(e) => batch.push(seq, EventRow::from_owned(seq, e)),
                 Err(why) => broken.push((seq, why)),
             }
         }
@@ -643,7 +625,7 @@ impl Shipper {
                 return Err(e.into());
             }
             open.seqs.push(seq);
-            open.bytes += wire_bytes(&row);
+            open.bytes += row.wire_bytes();
             if open.seqs.len() >= self.batch_size as usize || open.bytes >= MAX_INSERT_BYTES {
                 self.end_open(flight, acker).await?;
             }
