@@ -5,7 +5,8 @@
 //!   cargo bench --bench pipeline -- [--events N] [--rounds N] [--batch-size N] [--stages]
 //!
 //! `--stages` instead times each stage of one shipment alone (outbox read and decode, rows,
-//! INSERT, acknowledgement) for a few batch sizes: where the time goes.
+//! INSERT, acknowledgement) for a few batch sizes, then acknowledging part of the outbox
+//! against all of it, and one INSERT against many: where the time goes.
 //!
 //! Each round fills a fresh outbox with N events (untimed), then times the shipper's worker
 //! from start until the outbox is empty, then times one INSERT of the same N rows into a
@@ -240,6 +241,52 @@ async fn main() {
                 "{bs} events: outbox read+decode {t_read:.1?}, to rows {t_conv:.1?}, INSERT {t_ins:.1?}, ack {t_ack:.1?}"
             );
         }
+        // Acknowledging with events left behind (range deletes) and acknowledging all the
+        // outbox holds (the store empties it).
+        let waiting: Vec<i64> = {
+            let mut seqs = Vec::new();
+            let mut after = 0;
+            loop {
+                let b = store.outbox_batch(after, 50_000).await.unwrap();
+                let Some(last) = b.last() else { break };
+                after = last.seq;
+                seqs.extend(b.iter().map(|e| e.seq));
+            }
+            seqs
+        };
+        if waiting.len() > 50_000 {
+            let t = Instant::now();
+            store.outbox_ack(waiting[..50_000].to_vec()).await.unwrap();
+            let t_some = t.elapsed();
+            let t = Instant::now();
+            store.outbox_ack(waiting[50_000..].to_vec()).await.unwrap();
+            let t_all = t.elapsed();
+            println!(
+                "ack 50000 of {}: {t_some:.1?}; ack all {} left: {t_all:.1?}",
+                waiting.len(),
+                waiting.len() - 50_000
+            );
+        }
+        // What an INSERT costs beyond its rows (ClickHouse writes a new part for each): the
+        // same rows in one INSERT and in INSERTs of 5,000.
+        let rows: Vec<EventRow> = events
+            .iter()
+            .take(50_000)
+            .enumerate()
+            .map(|(i, e)| EventRow::from_event(i as i64 + 1, e))
+            .collect();
+        let t = Instant::now();
+        ch.insert_rows(&rows).await.unwrap();
+        let t_one = t.elapsed();
+        let t = Instant::now();
+        for part in rows.chunks(5_000) {
+            ch.insert_rows(part).await.unwrap();
+        }
+        let t_many = t.elapsed();
+        println!(
+            "{} rows: one INSERT {t_one:.1?}, INSERTs of 5,000 {t_many:.1?}",
+            rows.len()
+        );
         let _ = ch
             .client()
             .query(&format!("DROP DATABASE IF EXISTS {}", ch.database()))
@@ -275,8 +322,14 @@ async fn main() {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let started = Instant::now();
         let worker = tokio::spawn(shipper.clone().run(stopped));
+        // Watch the shipper's own counter (an atomic, acknowledged events only), then check the
+        // outbox: counting a 200,000-row table every few milliseconds would cost the store
+        // more than the shipper's reads do and slow down what is measured.
+        while shipper.stats().shipped() < a.events as u64 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         while store.outbox_len().await.unwrap() > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let shipper_secs = started.elapsed().as_secs_f64();
         let _ = stop.send(true);

@@ -2,7 +2,7 @@
 
 use ::clickhouse::Client;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::model::HandoffEvent;
 
@@ -211,11 +211,7 @@ impl ClickHouse {
 
     /// Inserts rows in one INSERT; it succeeds only once ClickHouse confirmed it.
     pub async fn insert_rows(&self, rows: &[EventRow]) -> Result<(), AnalyticsError> {
-        let mut insert = self
-            .db
-            .insert::<EventRow>("handoff_events")
-            .await?
-            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+        let mut insert = self.event_insert().await?;
         for row in rows {
             insert.write(row).await?;
         }
@@ -223,22 +219,16 @@ impl ClickHouse {
         Ok(())
     }
 
-    /// A batching inserter into `handoff_events`: it ends an INSERT once `max_rows` rows or
-    /// `max_bytes` bytes are written or `period` has passed, checked on each `commit()`.
-    pub fn event_inserter(
+    /// An open INSERT into `handoff_events`: rows stream to ClickHouse as they are written,
+    /// and it takes effect once [`Insert::end`](::clickhouse::insert::Insert::end) succeeds.
+    pub async fn event_insert(
         &self,
-        max_rows: u64,
-        max_bytes: u64,
-        period: std::time::Duration,
-    ) -> ::clickhouse::inserter::Inserter<EventRow> {
-        self.db
-            .inserter::<EventRow>("handoff_events")
-            .with_max_rows(max_rows)
-            .with_max_bytes(max_bytes)
-            .with_period(Some(period))
-            // Several gateways on one ClickHouse should not insert in lockstep.
-            .with_period_bias(0.1)
-            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT))
+    ) -> Result<::clickhouse::insert::Insert<EventRow>, AnalyticsError> {
+        Ok(self
+            .db
+            .insert::<EventRow>("handoff_events")
+            .await?
+            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT)))
     }
 }
 
@@ -268,25 +258,27 @@ pub fn split_statements(sql: &str) -> Vec<String> {
     out
 }
 
-/// One row of `handoff_events`, in column order.
-#[derive(Debug, Clone, PartialEq, ::clickhouse::Row, Serialize, Deserialize)]
+/// One row of `handoff_events`, in column order. Built and written once per shipped event, so
+/// it borrows what it can: the kinds are static names and the ids are formatted as they are
+/// written, not allocated.
+#[derive(Debug, Clone, PartialEq, ::clickhouse::Row, Serialize)]
 pub struct EventRow {
     /// Unique event id (UUID text).
-    pub event_id: String,
+    pub event_id: UuidText,
     /// `requested`, `queued`, `assigned`, ...
-    pub event_type: String,
+    pub event_type: &'static str,
     /// The ticket.
-    pub handoff_id: String,
+    pub handoff_id: UuidText,
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: UuidText,
     /// The channel's name.
-    pub channel: String,
+    pub channel: &'static str,
     /// The handoff reason.
-    pub reason: String,
+    pub reason: &'static str,
     /// The priority.
-    pub priority: String,
+    pub priority: &'static str,
     /// The agent, or empty.
-    pub agent_id: String,
+    pub agent_id: UuidText,
     /// Seconds since the epoch.
     pub occurred_at: u32,
     /// Milliseconds since the epoch.
@@ -301,32 +293,140 @@ pub struct EventRow {
     pub detail: String,
 }
 
+/// A UUID in a `String` column: its hyphenated lower-case text, or empty for none. Formatted
+/// on the stack as the row is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UuidText(pub Option<uuid::Uuid>);
+
+impl UuidText {
+    /// The length of its text.
+    pub fn len(&self) -> usize {
+        if self.0.is_some() {
+            uuid::fmt::Hyphenated::LENGTH
+        } else {
+            0
+        }
+    }
+
+    /// Whether it stands for no id (the empty string).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl Serialize for UuidText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(id) => serializer.serialize_str(
+                id.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            ),
+            None => serializer.serialize_str(""),
+        }
+    }
+}
+
 impl EventRow {
     /// The row for an event at outbox position `seq`.
     pub fn from_event(seq: i64, e: &HandoffEvent) -> Self {
+        Self::with_texts(seq, e, e.team.clone(), e.detail.clone())
+    }
+
+    /// [`EventRow::from_event`] for an event no longer needed: its texts move into the row.
+    pub fn from_owned(seq: i64, mut e: HandoffEvent) -> Self {
+        let (team, detail) = (std::mem::take(&mut e.team), std::mem::take(&mut e.detail));
+        Self::with_texts(seq, &e, team, detail)
+    }
+
+    fn with_texts(seq: i64, e: &HandoffEvent, team: String, detail: String) -> Self {
         Self {
-            event_id: e.event_id.to_string(),
-            event_type: e.kind.as_str().to_owned(),
-            handoff_id: e.handoff_id.to_string(),
-            conversation_id: e.conversation_id.to_string(),
-            channel: e.channel.as_str().to_owned(),
-            reason: e.reason.as_str().to_owned(),
-            priority: e.priority.as_str().to_owned(),
-            agent_id: e.agent_id.map(|a| a.to_string()).unwrap_or_default(),
+            event_id: UuidText(Some(e.event_id)),
+            event_type: e.kind.as_str(),
+            handoff_id: UuidText(Some(e.handoff_id.as_uuid())),
+            conversation_id: UuidText(Some(e.conversation_id.as_uuid())),
+            channel: e.channel.as_str(),
+            reason: e.reason.as_str(),
+            priority: e.priority.as_str(),
+            agent_id: UuidText(e.agent_id.map(|a| a.as_uuid())),
             occurred_at: crate::model::Timestamp::from_millis(e.occurred_at_ms)
                 .as_unix_seconds_u32(),
             occurred_at_ms: e.occurred_at_ms.max(0) as u64,
             wait_ms: e.wait_ms.max(0) as u64,
             seq: seq.max(0) as u64,
-            team: e.team.clone(),
-            detail: e.detail.clone(),
+            team,
+            detail,
         }
+    }
+
+    /// About how many bytes the row takes in RowBinary: each text and its length, the
+    /// numbers.
+    pub fn wire_bytes(&self) -> u64 {
+        let texts = [
+            self.event_id.len(),
+            self.event_type.len(),
+            self.handoff_id.len(),
+            self.conversation_id.len(),
+            self.channel.len(),
+            self.reason.len(),
+            self.priority.len(),
+            self.agent_id.len(),
+            self.team.len(),
+            self.detail.len(),
+        ];
+        let text: usize = texts.iter().map(|n| n + 1).sum();
+        (text + 4 + 3 * 8) as u64
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_written_as_their_text_and_no_agent_as_empty() {
+        use crate::model::*;
+        let now = Timestamp::now();
+        let e = HandoffEvent::new(
+            HandoffEventKind::Queued,
+            HandoffId::new(),
+            ConversationId::new(),
+            ChannelKind::Api,
+            HandoffReason::CustomerRequest,
+            Priority::Normal,
+            None,
+            now,
+            now,
+        )
+        .with(Some("billing"), Some("rule 7"));
+        let row = EventRow::from_event(42, &e);
+        assert_eq!(row, EventRow::from_owned(42, e.clone()));
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["event_id"], e.event_id.to_string());
+        assert_eq!(json["handoff_id"], e.handoff_id.to_string());
+        assert_eq!(json["conversation_id"], e.conversation_id.to_string());
+        assert_eq!(json["agent_id"], "");
+        assert_eq!(json["event_type"], "queued");
+        assert_eq!(json["team"], "billing");
+        assert_eq!(json["detail"], "rule 7");
+        assert_eq!(json["seq"], 42);
+        let agent = AgentId::new();
+        let with_agent = EventRow::from_event(
+            1,
+            &HandoffEvent {
+                agent_id: Some(agent),
+                ..e
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&with_agent).unwrap()["agent_id"],
+            agent.to_string()
+        );
+        // Text lengths plus a length byte each, then the numbers.
+        let names =
+            row.event_type.len() + row.channel.len() + row.reason.len() + row.priority.len();
+        let texts = 36 * 3 + names + "billing".len() + "rule 7".len();
+        assert_eq!(row.wire_bytes(), (texts + 10 + 4 + 24) as u64);
+    }
 
     #[test]
     fn migration_files_split_into_statements_without_comments() {

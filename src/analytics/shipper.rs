@@ -4,11 +4,22 @@
 //! carried it, so a crash or an outage in between ships it again, and the table's
 //! deduplication on the event id (reports read it with `FINAL`) keeps every figure exact.
 //!
-//! The worker streams rows into the `clickhouse` crate's [`Inserter`], which ends an INSERT
-//! once it holds `batch_size` rows or [`MAX_INSERT_BYTES`], or once `interval` has passed. The
-//! crate checks those limits only inside `commit()` and never retries, and an inserter whose
-//! write failed must not be used again, so after any error the worker drops it (aborting the
-//! open INSERT), leaves the events in the outbox, backs off with jitter and starts over.
+//! The worker is a pipeline of three stages that overlap, so that ClickHouse is kept busy
+//! while the gateway reads and trims its outbox:
+//!
+//! - it reads the outbox in chunks of [`READ_CHUNK`] from a cursor (the last position it
+//!   sent), the next chunk while the last one is written, and streams the rows into an open
+//!   INSERT, which ClickHouse parses as they come;
+//! - it ends that INSERT once it holds `batch_size` rows or [`MAX_INSERT_BYTES`], or at the
+//!   next tick of `interval`, and opens the next one while ClickHouse finishes the last (one
+//!   INSERT finishing at a time, so they are confirmed in order);
+//! - a background task deletes confirmed events from the outbox, in order, several
+//!   shipments at once when they queue up or while more are coming (see `ACK_HOLD`).
+//!
+//! After any error the worker aborts what is in flight (a failed INSERT must not be used
+//! again), backs off with jitter and starts over from the start of the outbox, where every
+//! unconfirmed event still is. A failed acknowledgement does the same: the events it did not
+//! delete ship again, which the deduplication makes harmless.
 //!
 //! A batch ClickHouse refuses as bad data (see [`AnalyticsError::is_bad_data`]) would fail
 //! forever and block every event behind it: the worker splits it in halves until each refused
@@ -16,13 +27,15 @@
 //! the store's dead letters. Outbox rows whose payload no longer parses go there too.
 
 use futures_util::future::BoxFuture;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::clickhouse::inserter::Inserter;
+use ::clickhouse::insert::Insert;
 use rand::Rng;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
 
 use super::clickhouse::EventRow;
 use super::{AnalyticsError, ClickHouse};
@@ -31,6 +44,11 @@ use crate::store::{OutboxEntry, SharedStore, StoreError};
 /// The most uncompressed bytes one INSERT carries, whatever `batch_size` says (events are a
 /// few hundred bytes each, so this only binds for huge batch sizes).
 pub const MAX_INSERT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most outbox rows one read takes. Reading costs little per row from a few thousand
+/// rows on, and a chunk that is small next to an INSERT lets ClickHouse parse the first rows
+/// while the next ones are read.
+pub const READ_CHUNK: u32 = 5_000;
 
 /// Why a shipment did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +59,10 @@ pub enum ShipError {
     /// ClickHouse refused or could not be reached.
     #[error(transparent)]
     Analytics(#[from] AnalyticsError),
+    /// The task ending an INSERT panicked or was cancelled; whether ClickHouse took the rows
+    /// is unknown, so they ship again.
+    #[error("the task ending an INSERT failed: {0}")]
+    Task(#[from] JoinError),
 }
 
 impl From<::clickhouse::error::Error> for ShipError {
@@ -57,7 +79,7 @@ pub struct ShipStats {
 }
 
 impl ShipStats {
-    /// Events ClickHouse confirmed (a re-shipped event counts again).
+    /// Events ClickHouse confirmed and the outbox let go (a re-shipped event counts again).
     pub fn shipped(&self) -> u64 {
         self.shipped.load(Ordering::Relaxed)
     }
@@ -98,11 +120,235 @@ impl Batch {
     }
 }
 
-/// The worker's open INSERT and the outbox rows written into it.
-#[derive(Default)]
-struct Open {
-    inserter: Option<Inserter<EventRow>>,
+/// What one read of the outbox found.
+struct Read {
+    /// The rows that decode.
     batch: Batch,
+    /// How many outbox rows were read, those that went to the dead letters included.
+    rows: usize,
+    /// The last position read: the next read starts after it.
+    last: Option<i64>,
+}
+
+/// The INSERT the worker is writing rows into.
+struct Open {
+    insert: Insert<EventRow>,
+    /// The outbox positions of the rows written, ascending.
+    seqs: Vec<i64>,
+    /// About how many bytes the rows take on the wire, uncompressed.
+    bytes: u64,
+}
+
+/// An INSERT that was ended, while ClickHouse writes it.
+struct Ending {
+    /// The outbox positions of its rows, ascending.
+    seqs: Vec<i64>,
+    /// Ends the INSERT: a task, so that ClickHouse's work overlaps the worker's next reads.
+    task: JoinHandle<Result<(), ::clickhouse::error::Error>>,
+    /// The task's outcome, when `run` saw it finish while waiting for something else.
+    outcome: Option<Result<Result<(), ::clickhouse::error::Error>, JoinError>>,
+}
+
+impl Ending {
+    fn finished(&self) -> bool {
+        self.outcome.is_some() || self.task.is_finished()
+    }
+
+    /// ClickHouse's answer, waiting for it if need be.
+    async fn answer(&mut self) -> Result<(), ShipError> {
+        let outcome = match self.outcome.take() {
+            Some(outcome) => outcome,
+            None => (&mut self.task).await,
+        };
+        Ok(outcome??)
+    }
+}
+
+/// The worker's shipments in flight and where it reads next.
+struct Flight {
+    /// The last outbox position written into an INSERT; 0 reads from the start.
+    cursor: i64,
+    open: Option<Open>,
+    ending: Option<Ending>,
+    /// The next chunk of the outbox, being read while the last one is written.
+    next: Option<JoinHandle<Result<Read, ShipError>>>,
+    /// When the open INSERT ends at the latest (rows wait at most about one `interval`).
+    tick: Instant,
+    /// Set when ClickHouse confirmed an INSERT since the worker last looked: it is up.
+    confirmed: bool,
+}
+
+impl Flight {
+    fn new() -> Self {
+        Self {
+            cursor: 0,
+            open: None,
+            ending: None,
+            next: None,
+            tick: Instant::now(),
+            confirmed: false,
+        }
+    }
+
+    /// Whether every row read has been confirmed (or nothing was read).
+    fn idle(&self) -> bool {
+        self.open.is_none() && self.ending.is_none()
+    }
+
+    /// Drops whatever is in flight (dropping an unfinished INSERT aborts it) and reads from
+    /// the start of the outbox next: every event not yet confirmed is still there.
+    fn abandon(&mut self) {
+        self.open = None;
+        if let Some(ending) = self.ending.take() {
+            ending.task.abort();
+        }
+        self.drop_prefetch();
+        self.cursor = 0;
+    }
+
+    /// Forgets the chunk being read ahead: it starts after a cursor that is no longer right.
+    fn drop_prefetch(&mut self) {
+        if let Some(next) = self.next.take() {
+            next.abort();
+        }
+    }
+
+    /// Waits until the INSERT ClickHouse is finishing has an answer; forever if there is
+    /// none. Cancel-safe: the answer stays in the task until it is taken.
+    async fn answered(&mut self) {
+        match &mut self.ending {
+            Some(ending) if ending.outcome.is_none() => {
+                ending.outcome = Some((&mut ending.task).await);
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+/// How long confirmed events may wait to be deleted while the worker says more are coming.
+/// The store empties an outbox whose events are all confirmed far more cheaply than it takes
+/// the same events out in steps (see `Store::outbox_ack`), so a backlog that drains within
+/// this time is trimmed in one go; a longer one is trimmed at this pace. The wait costs
+/// nothing but a little re-shipping after a crash (deduplicated).
+const ACK_HOLD: Duration = Duration::from_secs(5);
+
+/// Work for the acknowledging task.
+enum AckJob {
+    /// Delete these positions: ClickHouse confirmed them. `more`: the worker has further
+    /// events on their way (an INSERT open or a backlog), which may join this DELETE.
+    Ack { seqs: Vec<i64>, more: bool },
+    /// Say when everything queued before is done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Acknowledgements gathered for one DELETE.
+#[derive(Default)]
+struct AckBatch {
+    seqs: Vec<i64>,
+    /// What the latest acknowledgement said about more coming.
+    more: bool,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl AckBatch {
+    fn take(&mut self, job: AckJob) {
+        match job {
+            AckJob::Ack { mut seqs, more } => {
+                self.seqs.append(&mut seqs);
+                self.more = more;
+            }
+            AckJob::Flush(done) => self.flushes.push(done),
+        }
+    }
+
+    /// Whether to wait for more before deleting.
+    fn hold(&self) -> bool {
+        self.more && self.flushes.is_empty()
+    }
+}
+
+/// Deletes confirmed events from the outbox in the background, in the order they were
+/// confirmed. Acknowledgements that queue up while a DELETE runs, or that come while the
+/// worker says more are coming (up to [`ACK_HOLD`]), go together in the next one.
+struct Acker {
+    queue: mpsc::Sender<AckJob>,
+    /// The last acknowledgement that failed, for the worker to start over.
+    failed: Arc<Mutex<Option<StoreError>>>,
+    task: JoinHandle<()>,
+}
+
+impl Acker {
+    fn start(store: SharedStore, stats: Arc<ShipStats>) -> Self {
+        // A few shipments may wait; beyond that the worker waits too, rather than pile up
+        // confirmed events faster than the store forgets them.
+        let (queue, mut jobs) = mpsc::channel::<AckJob>(4);
+        let failed = Arc::new(Mutex::new(None));
+        let task = tokio::spawn({
+            let failed = failed.clone();
+            async move {
+                while let Some(first) = jobs.recv().await {
+                    let mut batch = AckBatch::default();
+                    batch.take(first);
+                    let hold_until = Instant::now() + ACK_HOLD;
+                    loop {
+                        while let Ok(job) = jobs.try_recv() {
+                            batch.take(job);
+                        }
+                        if !batch.hold() {
+                            break;
+                        }
+                        match tokio::time::timeout_at(hold_until, jobs.recv()).await {
+                            Ok(Some(job)) => batch.take(job),
+                            // Stopping, or held long enough.
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    let n = batch.seqs.len();
+                    if n > 0 {
+                        match store.outbox_ack(batch.seqs).await {
+                            Ok(()) => stats.add_shipped(n),
+                            Err(e) => {
+                                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            }
+                        }
+                    }
+                    for done in batch.flushes {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self {
+            queue,
+            failed,
+            task,
+        }
+    }
+
+    /// Queues confirmed events; `more`: further ones are on their way.
+    async fn ack(&self, seqs: Vec<i64>, more: bool) {
+        // The task only ends once the queue is dropped, in `stop`.
+        let _ = self.queue.send(AckJob::Ack { seqs, more }).await;
+    }
+
+    /// Waits until every acknowledgement queued so far is done (or failed).
+    async fn flush(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.queue.send(AckJob::Flush(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// The error of an acknowledgement that failed since the last call.
+    fn take_failure(&self) -> Option<StoreError> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Finishes the queued acknowledgements and stops.
+    async fn stop(self) {
+        drop(self.queue);
+        let _ = self.task.await;
+    }
 }
 
 impl Shipper {
@@ -153,15 +399,16 @@ impl Shipper {
     }
 
     /// Reads up to `limit` events after `after`; rows that no longer parse go straight to the
-    /// dead letters. Also returns how many outbox rows were read.
-    async fn read(&self, after: i64, limit: u32) -> Result<(Batch, usize), ShipError> {
+    /// dead letters.
+    async fn read(&self, after: i64, limit: u32) -> Result<Read, ShipError> {
         let entries = self.store.outbox_batch(after, limit).await?;
-        let read = entries.len();
-        let mut rows = Batch::default();
+        let rows = entries.len();
+        let last = entries.last().map(|e| e.seq);
+        let mut batch = Batch::default();
         let mut broken = Vec::new();
         for OutboxEntry { seq, event } in entries {
             match event {
-                Ok(e) => rows.push(seq, EventRow::from_event(seq, &e)),
+                Ok(e) => batch.push(seq, EventRow::from_owned(seq, e)),
                 Err(why) => broken.push((seq, why)),
             }
         }
@@ -172,7 +419,30 @@ impl Shipper {
             );
             self.store.outbox_dead_letter(broken).await?;
         }
-        Ok((rows, read))
+        Ok(Read { batch, rows, last })
+    }
+
+    /// Reads again the events at `seqs` (ascending), for a shipment whose rows the worker
+    /// did not keep. Positions no longer in the outbox are left out.
+    async fn reread(&self, seqs: &[i64]) -> Result<Batch, ShipError> {
+        let mut batch = Batch::default();
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+            return Ok(batch);
+        };
+        let mut after = first - 1;
+        while after < last {
+            let read = self.read(after, READ_CHUNK).await?;
+            for (seq, row) in read.batch.seqs.into_iter().zip(read.batch.rows) {
+                if seq <= last && seqs.binary_search(&seq).is_ok() {
+                    batch.push(seq, row);
+                }
+            }
+            match read.last {
+                Some(seq) if read.rows == READ_CHUNK as usize => after = seq,
+                _ => break,
+            }
+        }
+        Ok(batch)
     }
 
     /// Acknowledges rows ClickHouse confirmed.
@@ -226,16 +496,17 @@ impl Shipper {
 
     async fn try_ship_once(&self) -> Result<usize, ShipError> {
         self.ensure_schema().await?;
-        let (batch, entries) = self.read(0, self.batch_size).await?;
+        let read = self.read(0, self.batch_size).await?;
+        let batch = read.batch;
         if batch.rows.is_empty() {
-            return Ok(entries);
+            return Ok(read.rows);
         }
         match self.clickhouse.insert_rows(&batch.rows).await {
             Ok(()) => self.ack(batch.seqs).await?,
             Err(e) if e.is_bad_data() => self.set_aside_refused(batch, &e).await?,
             Err(e) => return Err(e.into()),
         }
-        Ok(entries)
+        Ok(read.rows)
     }
 
     /// Ships everything waiting (used at shutdown and by tests). Stops at the first error.
@@ -250,96 +521,174 @@ impl Shipper {
         }
     }
 
-    /// One step of the worker: reads what fits into the open INSERT, then lets the inserter
-    /// decide whether to end it, or ends it at once when `retrying` (those events have waited
-    /// long enough). Returns how long to wait before the next step.
-    async fn step(&self, open: &mut Open, retrying: bool) -> Result<Duration, ShipError> {
-        self.ensure_schema().await?;
-        let room = self.batch_size.saturating_sub(open.batch.seqs.len() as u32);
-        let mut backlog = false;
-        if room > 0 {
-            let after = open.batch.seqs.last().copied().unwrap_or(0);
-            let (read_batch, read) = self.read(after, room).await?;
-            backlog = read == room as usize;
-            let inserter = open.inserter.get_or_insert_with(|| {
-                self.clickhouse.event_inserter(
-                    self.batch_size as u64,
-                    MAX_INSERT_BYTES,
-                    self.interval,
-                )
+    /// The next time an open INSERT must end: one `interval` on, give or take a tenth, so
+    /// that gateways sharing a ClickHouse do not insert in lockstep.
+    fn next_tick(&self) -> Instant {
+        Instant::now() + self.interval.mul_f64(rand::rng().random_range(0.9..=1.1))
+    }
+
+    /// Takes ClickHouse's answer for the INSERT it was finishing, waiting for it if need be:
+    /// confirmed events go to the acknowledging task; a batch refused as bad data is read
+    /// again and bisected.
+    async fn settle(&self, flight: &mut Flight, acker: &Acker) -> Result<(), ShipError> {
+        let Some(mut ending) = flight.ending.take() else {
+            return Ok(());
+        };
+        match ending.answer().await {
+            Ok(()) => {
+                flight.confirmed = true;
+                let more = flight.open.is_some() || flight.next.is_some();
+                acker.ack(ending.seqs, more).await;
+                Ok(())
+            }
+            Err(ShipError::Analytics(e)) if e.is_bad_data() => {
+                let batch = self.reread(&ending.seqs).await?;
+                self.set_aside_refused(batch, &e).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the open INSERT; ClickHouse finishes it in a task while the worker goes on. Takes
+    /// the answer for the one before first: one finishing at a time keeps the answers, and so
+    /// the acknowledgements, in order.
+    async fn end_open(&self, flight: &mut Flight, acker: &Acker) -> Result<(), ShipError> {
+        self.settle(flight, acker).await?;
+        if let Some(Open { insert, seqs, .. }) = flight.open.take() {
+            flight.ending = Some(Ending {
+                seqs,
+                task: tokio::spawn(insert.end()),
+                outcome: None,
             });
-            for (seq, row) in read_batch.seqs.into_iter().zip(read_batch.rows) {
-                if let Err(e) = inserter.write(&row).await {
-                    let e = AnalyticsError::from(e);
-                    *open = Open::default();
-                    if e.is_bad_data() {
-                        // Only serializing this row can fail before the INSERT ends.
-                        self.store
-                            .outbox_dead_letter(vec![(seq, e.to_string())])
-                            .await?;
-                        return Ok(Duration::ZERO);
-                    }
-                    return Err(e.into());
-                }
-                open.batch.push(seq, row);
-            }
         }
-        let Some(inserter) = open.inserter.as_mut() else {
-            return Ok(self.interval);
+        flight.tick = self.next_tick();
+        Ok(())
+    }
+
+    /// One step of the worker: takes ClickHouse's answer for the INSERT it was finishing if
+    /// it has come, writes the next chunk of the outbox into the open INSERT (ending it each
+    /// time it is full), and ends that INSERT when its tick has come, or once the outbox has
+    /// no more for it, or at once when `retrying` (those events have waited long enough).
+    /// Returns how long to wait before the next step.
+    async fn step(
+        &self,
+        flight: &mut Flight,
+        acker: &Acker,
+        retrying: bool,
+    ) -> Result<Duration, ShipError> {
+        if let Some(e) = acker.take_failure() {
+            // The events it did not delete are behind the cursor: read them again.
+            return Err(e.into());
+        }
+        self.ensure_schema().await?;
+        if flight.ending.as_ref().is_some_and(Ending::finished) {
+            self.settle(flight, acker).await?;
+        }
+
+        let read = match flight.next.take() {
+            Some(prefetched) => prefetched.await??,
+            None => self.read(flight.cursor, READ_CHUNK).await?,
         };
-        let ended = if retrying && !open.batch.seqs.is_empty() {
-            inserter.force_commit().await
-        } else {
-            inserter.commit().await
-        };
-        match ended {
-            Ok(q) if q.rows > 0 => {
-                let batch = std::mem::take(&mut open.batch);
-                self.ack(batch.seqs).await?;
-            }
-            Ok(_) => {}
-            Err(e) => {
+        let backlog = read.rows == READ_CHUNK as usize;
+        flight.cursor = read.last.unwrap_or(flight.cursor);
+        if backlog {
+            // Read (and decode) the next chunk while this one is written: SQLite, serde and
+            // ClickHouse then work side by side.
+            let (shipper, after) = (self.clone(), flight.cursor);
+            flight.next = Some(tokio::spawn(async move {
+                shipper.read(after, READ_CHUNK).await
+            }));
+        }
+        for (seq, row) in read.batch.seqs.into_iter().zip(read.batch.rows) {
+            let open = match &mut flight.open {
+                Some(open) => open,
+                None => flight.open.insert(Open {
+                    insert: self.clickhouse.event_insert().await?,
+                    seqs: Vec::new(),
+                    bytes: 0,
+                }),
+            };
+            if let Err(e) = open.insert.write(&row).await {
                 let e = AnalyticsError::from(e);
-                let batch = std::mem::take(&mut open.batch);
-                *open = Open::default();
-                if !e.is_bad_data() {
-                    return Err(e.into());
+                // The crate aborted the INSERT: read its rows again, from its first one (or
+                // from this one), and the rows after them.
+                flight.cursor = open.seqs.first().unwrap_or(&seq) - 1;
+                flight.open = None;
+                flight.drop_prefetch();
+                if e.is_bad_data() {
+                    // Only serializing this row can fail before the INSERT ends.
+                    self.store
+                        .outbox_dead_letter(vec![(seq, e.to_string())])
+                        .await?;
+                    return Ok(Duration::ZERO);
                 }
-                self.set_aside_refused(batch, &e).await?;
-                return Ok(Duration::ZERO);
+                return Err(e.into());
+            }
+            open.seqs.push(seq);
+            open.bytes += row.wire_bytes();
+            if open.seqs.len() >= self.batch_size as usize || open.bytes >= MAX_INSERT_BYTES {
+                self.end_open(flight, acker).await?;
             }
         }
-        if backlog && open.batch.seqs.is_empty() {
+
+        let now = Instant::now();
+        if let Some(open) = &flight.open {
+            // The tick is there to gather a trickle of events into few INSERTs; one that
+            // already holds a whole chunk is worth its cost to ClickHouse, and once the
+            // outbox has nothing to add, waiting would only delay it (the end of a backlog).
+            let big_enough = !backlog && open.seqs.len() >= READ_CHUNK as usize;
+            if big_enough || now >= flight.tick || retrying {
+                self.end_open(flight, acker).await?;
+            }
+        } else if now >= flight.tick {
+            flight.tick = self.next_tick();
+        }
+        if backlog {
             return Ok(Duration::ZERO);
         }
-        // The inserter's clock says when the period ends; at least a little pause so an
-        // idle worker never spins.
-        let wait = inserter.time_left().unwrap_or(self.interval);
-        Ok(wait.clamp(
+        // At least a little pause so an idle worker never spins.
+        Ok(flight.tick.saturating_duration_since(now).clamp(
             Duration::from_millis(5),
             self.interval.max(Duration::from_millis(5)),
         ))
     }
 
-    /// Runs until `shutdown` turns true, then ends the open INSERT and makes one last attempt
-    /// to drain the outbox.
+    /// Lands what is in flight at shutdown: ends the open INSERT and acknowledges what
+    /// ClickHouse confirms. Whatever fails stays in the outbox.
+    async fn land(&self, flight: &mut Flight, acker: &Acker) -> Result<(), ShipError> {
+        flight.drop_prefetch();
+        self.settle(flight, acker).await?;
+        if let Some(Open { insert, seqs, .. }) = flight.open.take() {
+            insert.end().await?;
+            acker.ack(seqs, false).await;
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true, then ends what is in flight and makes one last
+    /// attempt to drain the outbox.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut open = Open::default();
+        let acker = Acker::start(self.store.clone(), self.stats.clone());
+        let mut flight = Flight::new();
         let mut failures: u32 = 0;
         loop {
-            let wait = match self.step(&mut open, failures > 0).await {
+            let wait = match self.step(&mut flight, &acker, failures > 0).await {
                 Ok(wait) => {
-                    // Buffered rows prove nothing about ClickHouse: only once nothing waits
-                    // in the inserter has it taken everything (or had nothing to take).
-                    if open.batch.seqs.is_empty() {
+                    // Rows in flight prove nothing about ClickHouse: only an INSERT it
+                    // confirmed does, or having nothing to send.
+                    if std::mem::take(&mut flight.confirmed) || flight.idle() {
                         failures = 0;
                     }
                     wait
                 }
                 Err(e) => {
-                    // The crate never retries and a failed inserter must not be reused: start
-                    // over from the outbox, where every unconfirmed event still is.
-                    open = Open::default();
+                    // The crate never retries and a failed INSERT must not be reused: start
+                    // over from the outbox, where every unconfirmed event still is, once the
+                    // confirmed ones are deleted (so they do not ship twice).
+                    flight.abandon();
+                    acker.flush().await;
+                    // Reading from the start covers whatever those acknowledgements missed.
+                    let _ = acker.take_failure();
                     self.failed(&e);
                     failures = failures.saturating_add(1);
                     let backoff = backoff(failures);
@@ -358,21 +707,16 @@ impl Shipper {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.kick.notified(), if failures == 0 => {}
+                // ClickHouse answered: acknowledge now rather than at the next tick.
+                _ = flight.answered() => {}
                 _ = shutdown.changed() => break,
             }
         }
-        if let Some(inserter) = open.inserter.take() {
-            match inserter.end().await {
-                Ok(_) => {
-                    if let Err(e) = self.ack(std::mem::take(&mut open.batch.seqs)).await {
-                        tracing::warn!(error = %e, "could not acknowledge the last shipment; it ships again next start");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "final INSERT failed; its events stay in the outbox")
-                }
-            }
+        if let Err(e) = self.land(&mut flight, &acker).await {
+            flight.abandon();
+            tracing::warn!(error = %e, "final INSERT failed; its events stay in the outbox");
         }
+        acker.stop().await;
         if let Err(e) = self.drain().await {
             tracing::warn!(error = %e, "final event shipment failed; events stay in the outbox for next start");
         }

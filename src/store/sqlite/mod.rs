@@ -146,6 +146,29 @@ impl SqliteStore {
         self.write.close().await;
         self.read.close().await;
     }
+
+    /// [`Store::outbox_batch`] one row at a time: slower, but whatever the payloads hold.
+    async fn outbox_batch_by_row(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, payload FROM event_outbox WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after)
+                .bind(limit as i64)
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.try_get("payload")?;
+                Ok(OutboxEntry {
+                    seq: r.try_get("seq")?,
+                    event: decode_outbox_payload(&payload),
+                })
+            })
+            .collect()
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -199,6 +222,68 @@ fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
 
 /// An error text as stored with a dead letter: at most 2 KiB (ClickHouse quotes the offending
 /// data, which can be large), cut on a character boundary.
+/// One outbox payload, decoded; a payload that no longer parses says why.
+fn decode_outbox_payload(payload: &str) -> Result<HandoffEvent, String> {
+    serde_json::from_str(payload).map_err(|e| format!("stored payload does not parse: {e}"))
+}
+
+/// Splits the one-row form of an outbox batch (positions joined by commas, payloads by the
+/// ASCII record separator) into entries. `None` when the pieces do not add up to `n` rows:
+/// a payload holding the separator itself.
+fn split_outbox_batch(seqs: &str, payloads: &str, n: usize) -> Option<Vec<OutboxEntry>> {
+    let mut entries = Vec::with_capacity(n);
+    let mut payloads = payloads.split('\x1e');
+    for seq in seqs.split(',') {
+        entries.push(OutboxEntry {
+            seq: seq.parse().ok()?,
+            event: decode_outbox_payload(payloads.next()?),
+        });
+    }
+    if entries.len() != n || payloads.next().is_some() {
+        return None;
+    }
+    if !entries.is_sorted_by_key(|e| e.seq) {
+        entries.sort_by_key(|e| e.seq);
+    }
+    Some(entries)
+}
+
+/// The most outbox rows one acknowledging job deletes.
+const ACK_PIECE: i64 = 5_000;
+
+/// Runs of positions cut into pieces of at most `max` positions each, in order.
+fn ack_pieces(runs: Vec<(i64, i64)>, max: i64) -> Vec<Vec<(i64, i64)>> {
+    let mut pieces: Vec<Vec<(i64, i64)>> = Vec::new();
+    let mut room = 0;
+    for (mut first, last) in runs {
+        while first <= last {
+            if room == 0 {
+                pieces.push(Vec::new());
+                room = max;
+            }
+            let end = last.min(first + room - 1);
+            pieces.last_mut().expect("pushed above").push((first, end));
+            room -= end - first + 1;
+            first = end + 1;
+        }
+    }
+    pieces
+}
+
+/// Sorted, distinct positions as runs of consecutive ones, `(first, last)` inclusive.
+fn consecutive_runs(mut seqs: Vec<i64>) -> Vec<(i64, i64)> {
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for seq in seqs {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    runs
+}
+
 fn truncate_error(error: &str) -> String {
     const MAX: usize = 2048;
     if error.len() <= MAX {
@@ -1512,41 +1597,94 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_batch(&self, after: i64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows =
-            sqlx::query("SELECT seq, payload FROM event_outbox WHERE seq > ? ORDER BY seq LIMIT ?")
-                .bind(after)
-                .bind(limit as i64)
-                .fetch_all(&self.read)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
-                Ok(OutboxEntry {
-                    seq: r.try_get("seq")?,
-                    event: serde_json::from_str(&payload)
-                        .map_err(|e| format!("stored payload does not parse: {e}")),
-                })
-            })
-            .collect()
+        // The whole batch as one row: sqlx hands rows over from its worker thread one at a
+        // time, which cost more than SQLite's reading and serde's parsing together.
+        let row = sqlx::query(
+            // Both aggregates take the rows in the same order, so the n-th position goes with
+            // the n-th payload; the order itself is checked below (an ORDER BY inside the
+            // aggregates would sort the payloads a second time).
+            "SELECT count(*) AS n,
+                    group_concat(seq, ',') AS seqs,
+                    group_concat(payload, char(30)) AS payloads
+             FROM (SELECT seq, payload FROM event_outbox WHERE seq > ? ORDER BY seq LIMIT ?)",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_one(&self.read)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let seqs: String = row.try_get("seqs")?;
+        let payloads: String = row.try_get("payloads")?;
+        match split_outbox_batch(&seqs, &payloads, n as usize) {
+            Some(entries) => Ok(entries),
+            // A payload holding the separator (JSON never does, a hand-edited row might):
+            // read this batch row by row instead.
+            None => self.outbox_batch_by_row(after, limit).await,
+        }
     }
 
     async fn outbox_ack(&self, seqs: Vec<i64>) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let seqs = serde_json::to_string(&seqs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.write_one(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each(?))",
-                )
-                .bind(seqs)
-                .execute(&mut *tx)
+        let runs = consecutive_runs(seqs);
+        if let [(first, last)] = runs[..] {
+            // When these are all the outbox holds (a steady flow, the end of a backlog), a
+            // DELETE without WHERE empties it: SQLite frees whole pages instead of taking
+            // rows out one by one, about ten times cheaper (75,000 events: 22 ms instead of
+            // ~190). The writer is the only one writing, so nothing slips in between.
+            let emptied = self
+                .write_one(move |tx| {
+                    Box::pin(async move {
+                        // Two subqueries: each is a single min() or max(), which SQLite
+                        // answers from the end of the table instead of scanning it.
+                        let row = sqlx::query(
+                            "SELECT (SELECT min(seq) FROM event_outbox) AS lo,
+                                    (SELECT max(seq) FROM event_outbox) AS hi",
+                        )
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let (lo, hi): (Option<i64>, Option<i64>) =
+                            (row.try_get("lo")?, row.try_get("hi")?);
+                        match (lo, hi) {
+                            (Some(lo), Some(hi)) if lo >= first && hi <= last => {
+                                sqlx::query("DELETE FROM event_outbox")
+                                    .execute(&mut *tx)
+                                    .await?;
+                                Ok(true)
+                            }
+                            (None, _) | (_, None) => Ok(true),
+                            _ => Ok(false),
+                        }
+                    })
+                })
                 .await?;
-                Ok(())
+            if emptied {
+                return Ok(());
+            }
+        }
+        // In pieces, each its own job: the writer is the store's one serial path, and one
+        // DELETE of 50,000 events would hold every other write up for a tenth of a second
+        // (pieces are also cheaper per row: fewer dirty pages at once).
+        for piece in ack_pieces(runs, ACK_PIECE) {
+            self.write_one(move |tx| {
+                Box::pin(async move {
+                    // Each run of consecutive positions is exactly those rows, so a range
+                    // scan deletes them, no more, far cheaper than looking each one up. Every
+                    // statement stands alone: the rows of a run are gone or all still there.
+                    for (first, last) in piece {
+                        sqlx::query("DELETE FROM event_outbox WHERE seq BETWEEN ? AND ?")
+                            .bind(first)
+                            .bind(last)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .await
+            .await?;
+        }
+        Ok(())
     }
 
     async fn outbox_dead_letter(&self, letters: Vec<(i64, String)>) -> Result<(), StoreError> {
@@ -2390,5 +2528,193 @@ mod tests {
             .await,
             1
         );
+    }
+
+    /// Appends outbox rows as given: valid events, or payloads a hand-edited database holds.
+    async fn append_outbox(store: &SqliteStore, payloads: Vec<String>) {
+        store
+            .write_one(move |tx| {
+                Box::pin(async move {
+                    for (i, payload) in payloads.into_iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO event_outbox (event_id, payload, created_at)
+                             VALUES (lower(hex(randomblob(16))) || ?, ?, 0)",
+                        )
+                        .bind(i as i64)
+                        .bind(payload)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+    }
+
+    fn an_event() -> HandoffEvent {
+        let now = Timestamp::now();
+        HandoffEvent::new(
+            HandoffEventKind::Requested,
+            HandoffId::new(),
+            ConversationId::new(),
+            ChannelKind::Api,
+            HandoffReason::CustomerRequest,
+            Priority::Normal,
+            None,
+            now,
+            now,
+        )
+    }
+
+    /// Positions and events (or the error) of a batch, comparable.
+    fn summary(batch: &[OutboxEntry]) -> Vec<(i64, Result<uuid::Uuid, String>)> {
+        batch
+            .iter()
+            .map(|e| {
+                (
+                    e.seq,
+                    e.event.as_ref().map(|e| e.event_id).map_err(Clone::clone),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_outbox_reads_in_one_row_as_it_reads_row_by_row_broken_payloads_included() {
+        let (_dir, store) = open().await;
+        let events: Vec<HandoffEvent> = (0..6).map(|_| an_event()).collect();
+        let mut payloads: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        payloads.insert(2, r#"{"kind": "from the future"}"#.into());
+        append_outbox(&store, payloads).await;
+
+        let whole = store.outbox_batch(0, 100).await.unwrap();
+        assert_eq!(
+            summary(&whole),
+            summary(&store.outbox_batch_by_row(0, 100).await.unwrap())
+        );
+        assert_eq!(whole.len(), 7);
+        assert!(
+            whole[2]
+                .event
+                .as_ref()
+                .unwrap_err()
+                .contains("does not parse")
+        );
+        assert_eq!(whole[3].event.as_ref().unwrap(), &events[2]);
+
+        let page = store.outbox_batch(whole[1].seq, 3).await.unwrap();
+        assert_eq!(summary(&page), summary(&whole[2..5]));
+        assert!(
+            store
+                .outbox_batch(whole[6].seq, 3)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A payload holding the separator the one-row read joins with: row by row instead.
+        append_outbox(&store, vec!["{\"a\x1eb\": 1}".into()]).await;
+        let all = store.outbox_batch(0, 100).await.unwrap();
+        assert_eq!(all.len(), 8);
+        assert_eq!(summary(&all[..7]), summary(&whole));
+        assert!(all[7].event.is_err());
+    }
+
+    #[tokio::test]
+    async fn acknowledging_deletes_exactly_the_positions_given() {
+        let (_dir, store) = open().await;
+        let payloads = (0..10)
+            .map(|_| serde_json::to_string(&an_event()).unwrap())
+            .collect();
+        append_outbox(&store, payloads).await;
+        let seqs: Vec<i64> = store
+            .outbox_batch(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        // Out of order, repeated, with gaps: runs 0–2, 4, 6–7 of the ten.
+        let acked = vec![
+            seqs[7], seqs[1], seqs[0], seqs[2], seqs[6], seqs[4], seqs[1],
+        ];
+        store.outbox_ack(acked).await.unwrap();
+        let left: Vec<i64> = store
+            .outbox_batch(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(left, vec![seqs[3], seqs[5], seqs[8], seqs[9]]);
+        assert_eq!(store.outbox_len().await.unwrap(), 4);
+        store.outbox_ack(vec![]).await.unwrap();
+
+        // Positions are never reused, even once the outbox is empty (dead letters are keyed
+        // by them).
+        store.outbox_ack(left).await.unwrap();
+        append_outbox(&store, vec!["{}".into()]).await;
+        let next = store.outbox_batch(0, 100).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(next[0].seq > seqs[9]);
+    }
+
+    #[tokio::test]
+    async fn acknowledging_all_the_outbox_holds_empties_it_and_keeps_the_counter() {
+        let (_dir, store) = open().await;
+        let payloads = (0..10)
+            .map(|_| serde_json::to_string(&an_event()).unwrap())
+            .collect();
+        append_outbox(&store, payloads).await;
+        let seqs: Vec<i64> = store
+            .outbox_batch(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        // One run with more events behind it: only the run goes.
+        store.outbox_ack(seqs[..4].to_vec()).await.unwrap();
+        assert_eq!(store.outbox_len().await.unwrap(), 6);
+        // One run holding everything left, and more (positions already gone).
+        store.outbox_ack(seqs[2..].to_vec()).await.unwrap();
+        assert_eq!(store.outbox_len().await.unwrap(), 0);
+        store.outbox_ack(seqs[..1].to_vec()).await.unwrap();
+        append_outbox(&store, vec!["{}".into()]).await;
+        let next = store.outbox_batch(0, 100).await.unwrap();
+        assert!(next[0].seq > seqs[9], "positions are never reused");
+    }
+
+    #[test]
+    fn positions_group_into_runs_of_consecutive_ones() {
+        assert_eq!(
+            consecutive_runs(vec![9, 3, 4, 5, 1, 7, 8, 3]),
+            vec![(1, 1), (3, 5), (7, 9)]
+        );
+        assert_eq!(consecutive_runs(vec![]), vec![]);
+        assert_eq!(
+            ack_pieces(vec![(1, 3), (5, 12), (20, 20)], 4),
+            vec![vec![(1, 3), (5, 5)], vec![(6, 9)], vec![(10, 12), (20, 20)]]
+        );
+        assert!(ack_pieces(vec![], 4).is_empty());
+        assert_eq!(split_outbox_batch("1,2", "{}", 2).map(|v| v.len()), None);
+        assert_eq!(
+            split_outbox_batch("1", "{}\x1e{}", 1).map(|v| v.len()),
+            None
+        );
+        let entries = split_outbox_batch("7,3,5", "{}\x1etrue\x1e1", 3).unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3, 5, 7],
+            "in outbox order, each with its own payload"
+        );
+        let why = |i: usize| entries[i].event.as_ref().unwrap_err().clone();
+        assert!(why(0).contains("boolean"), "{}", why(0));
+        assert!(why(1).contains("integer"), "{}", why(1));
+        assert!(why(2).contains("missing field"), "{}", why(2));
     }
 }
