@@ -3,10 +3,17 @@
 //! driven by the same load generator in the same run. The ratio is the figure that matters:
 //! absolute numbers on a shared 2-core machine move from run to run.
 //!
-//!   cargo bench --bench ingest -- [--seconds N] [--connections N] [--rounds N] [--channel api|email]
+//!   cargo bench --bench ingest -- [--seconds N] [--connections N] [--rounds N]
+//!                                 [--channel api|email|meta|webchat] [--latency]
 //!
 //! `--channel email` posts raw MIME mails (multipart/alternative, a quoted earlier message,
 //! threading headers) to /ingest/email instead: parse, trim, thread and persist per mail.
+//! `--channel meta` posts signed Messenger webhooks (HMAC-SHA256 checked per request);
+//! `--channel webchat` posts widget messages for 1,000 visitors with their conversation tokens.
+//!
+//! `--latency` then drives the gateway open-loop at 50% and 90% of its measured maximum and
+//! reports acknowledgement latency p50/p99/p99.9, measured from when each request was due (so
+//! a stalled server is charged for the requests it delayed: no coordinated omission).
 //!
 //! The two targets are measured in alternating rounds (trivial, gateway, trivial, ...) and the
 //! medians compared, so a noisy neighbour slows both rather than one.
@@ -32,7 +39,84 @@ struct Args {
     seconds: u64,
     connections: usize,
     rounds: usize,
-    email: bool,
+    channel: Channel,
+    latency: bool,
+}
+
+/// What the load generator sends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Channel {
+    Api,
+    Email,
+    Meta,
+    WebChat,
+}
+
+const META_SECRET: &str = "bench-meta-app-secret";
+
+/// The widget visitors of a webchat run: (conversation id, token).
+static VISITORS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Request `n` of a channel: path, headers, body.
+fn request(channel: Channel, n: u64) -> (String, Vec<(&'static str, String)>, String) {
+    match channel {
+        Channel::Api => (
+            "/api/v1/messages".into(),
+            vec![
+                ("content-type", "application/json".into()),
+                ("authorization", format!("Bearer {TOKEN}")),
+            ],
+            format!(
+                r#"{{"sender":{{"external_id":"bench-user-{}","name":"Bench"}},"external_id":"bench-{}-{}","text":"What are your opening hours?"}}"#,
+                n % 1000,
+                std::process::id(),
+                n
+            ),
+        ),
+        Channel::Email => (
+            "/ingest/email".into(),
+            vec![
+                ("content-type", "message/rfc822".into()),
+                ("authorization", format!("Bearer {TOKEN}")),
+            ],
+            mail(n),
+        ),
+        Channel::Meta => {
+            use hmac::{Hmac, Mac};
+            let body = format!(
+                r#"{{"object":"page","entry":[{{"id":"1717527131834678","time":1475942721780,"messaging":[{{"sender":{{"id":"bench-psid-{}"}},"recipient":{{"id":"1717527131834678"}},"timestamp":1475942721741,"message":{{"mid":"mid.bench-{}-{}","text":"What are your opening hours?"}}}}]}}]}}"#,
+                n % 1000,
+                std::process::id(),
+                n
+            );
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(META_SECRET.as_bytes()).unwrap();
+            mac.update(body.as_bytes());
+            let sig = hex::encode(mac.finalize().into_bytes());
+            (
+                "/webhooks/meta".into(),
+                vec![
+                    ("content-type", "application/json".into()),
+                    ("x-hub-signature-256", format!("sha256={sig}")),
+                ],
+                body,
+            )
+        }
+        Channel::WebChat => {
+            let visitors = VISITORS.get().expect("visitors created");
+            let (id, token) = &visitors[(n % visitors.len() as u64) as usize];
+            (
+                format!("/widget/v1/conversations/{id}/messages"),
+                vec![
+                    ("content-type", "application/json".into()),
+                    ("authorization", format!("Bearer {token}")),
+                ],
+                format!(
+                    r#"{{"text":"What are your opening hours?","client_message_id":"b-{}-{n}"}}"#,
+                    std::process::id()
+                ),
+            )
+        }
+    }
 }
 
 fn args() -> Args {
@@ -40,7 +124,8 @@ fn args() -> Args {
         seconds: 5,
         connections: 64,
         rounds: 3,
-        email: false,
+        channel: Channel::Api,
+        latency: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -49,7 +134,16 @@ fn args() -> Args {
             "--seconds" => a.seconds = argv[i + 1].parse().expect("--seconds N"),
             "--connections" => a.connections = argv[i + 1].parse().expect("--connections N"),
             "--rounds" => a.rounds = argv[i + 1].parse().expect("--rounds N"),
-            "--channel" => a.email = argv[i + 1] == "email",
+            "--channel" => {
+                a.channel = match argv[i + 1].as_str() {
+                    "api" => Channel::Api,
+                    "email" => Channel::Email,
+                    "meta" => Channel::Meta,
+                    "webchat" => Channel::WebChat,
+                    other => panic!("unknown channel {other}"),
+                }
+            }
+            "--latency" => a.latency = true,
             _ => {}
         }
         i += 1;
@@ -80,8 +174,9 @@ impl Run {
 }
 
 /// A closed-loop generator: `connections` workers, each sending the next request when the
-/// previous one is answered, for `duration`.
-async fn drive(url: String, connections: usize, duration: Duration, email: bool) -> Run {
+/// previous one is answered, for `duration`. `base` is the server's address; a trivial server
+/// answers every path.
+async fn drive(base: String, connections: usize, duration: Duration, channel: Channel) -> Run {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
@@ -90,7 +185,7 @@ async fn drive(url: String, connections: usize, duration: Duration, email: bool)
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, base) = (client.clone(), base.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
             let mut errors = 0u64;
@@ -98,27 +193,13 @@ async fn drive(url: String, connections: usize, duration: Duration, email: bool)
             while Instant::now() < deadline {
                 // One sequence for the whole run: every message is new, in every round.
                 let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-                let (content_type, body) = if email {
-                    ("message/rfc822", mail(n))
-                } else {
-                    (
-                        "application/json",
-                        format!(
-                            r#"{{"sender":{{"external_id":"bench-user-{}","name":"Bench"}},"external_id":"bench-{}-{}","text":"What are your opening hours?"}}"#,
-                            n % 1000,
-                            std::process::id(),
-                            n
-                        ),
-                    )
-                };
+                let (path, headers, body) = request(channel, n);
                 let t = Instant::now();
-                let r = client
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .header("content-type", content_type)
-                    .body(body)
-                    .send()
-                    .await;
+                let mut req = client.post(format!("{base}{path}")).body(body);
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                let r = req.send().await;
                 match r {
                     Ok(r) if r.status().is_success() => {
                         let body = r.bytes().await.unwrap_or_default();
@@ -183,6 +264,55 @@ fn mail(n: u64) -> String {
     )
 }
 
+/// An open-loop generator: request k is due at start + k / rate, sent on time whatever the
+/// server does (at most 2,000 in flight), and its latency counts from when it was due.
+async fn open_loop(base: String, rate: f64, duration: Duration, channel: Channel) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(2000));
+    let start = Instant::now();
+    let total = (rate * duration.as_secs_f64()) as u64;
+    let mut tasks = Vec::with_capacity(total as usize);
+    for k in 0..total {
+        let due = start + Duration::from_secs_f64(k as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        let (client, base) = (client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+            let (path, headers, body) = request(channel, n);
+            let mut req = client.post(format!("{base}{path}")).body(body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let ok = match req.send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            drop(permit);
+            ok.then(|| due.elapsed().as_micros() as u64)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Some(l) => latencies.push(l),
+            None => errors += 1,
+        }
+    }
+    latencies.sort_unstable();
+    Run {
+        requests: latencies.len() as u64,
+        errors,
+        duplicates: 0,
+        elapsed: start.elapsed(),
+        latencies_us: latencies,
+    }
+}
+
 fn report(name: &str, r: &Run) {
     println!(
         "{name:<28} {:>9} ok {:>6} err {:>6} dup {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
@@ -212,7 +342,7 @@ fn main() {
 
         // The baseline: what this machine and this load generator can do at all.
         let trivial = HttpServer::new(|| {
-            App::new().route("/api/v1/messages", web::post().to(|| async { HttpResponse::Ok().body("{}") }))
+            App::new().default_service(web::to(|| async { HttpResponse::Ok().body("{}") }))
         })
         .bind("127.0.0.1:0")
         .unwrap();
@@ -220,7 +350,7 @@ fn main() {
         let trivial = trivial.run();
         let trivial_handle = trivial.handle();
         tokio::spawn(trivial);
-        let trivial_url = format!("http://127.0.0.1:{trivial_port}/api/v1/messages");
+        let trivial_url = format!("http://127.0.0.1:{trivial_port}");
 
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings {
@@ -229,24 +359,58 @@ fn main() {
             clickhouse_url: std::env::var("BATON_BENCH_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into()),
             api_token: Some(TOKEN.to_owned().into()),
             support_address: Some("support@example.com".into()),
+            meta_app_secret: Some(META_SECRET.to_owned().into()),
+            // One load generator is one client address: the per-address limits would measure
+            // themselves.
+            widget_requests_per_minute: u32::MAX,
+            webhook_requests_per_minute: u32::MAX,
             ..Settings::default()
         };
         let app = Application::build(settings).await.unwrap();
-        let path = if a.email { "/ingest/email" } else { "/api/v1/messages" };
-        let url = format!("http://127.0.0.1:{}{path}", app.port());
+        let path = request(Channel::Api, 0).0;
+        let path = match a.channel {
+            Channel::Api => path,
+            Channel::Email => "/ingest/email".into(),
+            Channel::Meta => "/webhooks/meta".into(),
+            Channel::WebChat => "/widget/v1/conversations/{id}/messages".into(),
+        };
+        let url = format!("http://127.0.0.1:{}", app.port());
+        if a.channel == Channel::WebChat {
+            let client = reqwest::Client::new();
+            let mut visitors = Vec::new();
+            for _ in 0..1000 {
+                let v: serde_json::Value = client
+                    .post(format!("{url}/widget/v1/conversations"))
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                visitors.push((
+                    v["conversation_id"].as_str().unwrap().to_owned(),
+                    v["token"].as_str().unwrap().to_owned(),
+                ));
+            }
+            VISITORS.set(visitors).unwrap();
+        }
         let handle = app.handle();
         let services = app.services();
         let server = tokio::spawn(app.run_until_stopped());
 
-        drive(trivial_url.clone(), a.connections, warmup, a.email).await;
-        drive(url.clone(), a.connections, warmup, a.email).await;
-        while !services.store.unprocessed_inbound(1).await.map(|v| v.is_empty()).unwrap_or(true) {
+        drive(trivial_url.clone(), a.connections, warmup, a.channel).await;
+        drive(url.clone(), a.connections, warmup, a.channel).await;
+        let warm = Instant::now();
+        while warm.elapsed() < Duration::from_secs(60)
+            && !services.store.unprocessed_inbound(1).await.map(|v| v.is_empty()).unwrap_or(true)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (mut base_runs, mut gw_runs) = (Vec::new(), Vec::new());
         for round in 1..=a.rounds {
-            let b = drive(trivial_url.clone(), a.connections, measure, a.email).await;
-            let g = drive(url.clone(), a.connections, measure, a.email).await;
+            let b = drive(trivial_url.clone(), a.connections, measure, a.channel).await;
+            let g = drive(url.clone(), a.connections, measure, a.channel).await;
             // Let the bot finish the round's messages before the next trivial round, so the
             // gateway's background work is not billed to the baseline.
             let drain_start = Instant::now();
@@ -268,6 +432,27 @@ fn main() {
             base_runs.push(b);
             gw_runs.push(g);
         }
+        // Open loop at 50% and 90% of the gateway's measured maximum: acknowledgement latency.
+        let max_rate = median(gw_runs.iter().map(|r| Run {
+            requests: r.requests,
+            errors: r.errors,
+            duplicates: r.duplicates,
+            elapsed: r.elapsed,
+            latencies_us: Vec::new(),
+        }).collect()).rate();
+        let mut latency_runs = Vec::new();
+        if a.latency {
+            for share in [0.5, 0.9] {
+                let r = open_loop(url.clone(), max_rate * share, measure, a.channel).await;
+                let drain_start = Instant::now();
+                while drain_start.elapsed() < Duration::from_secs(60)
+                    && !services.store.unprocessed_inbound(1).await.map(|v| v.is_empty()).unwrap_or(true)
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                latency_runs.push((share, r));
+            }
+        }
         let backlog = services.store.unprocessed_inbound(1_000_000).await.map(|v| v.len()).unwrap_or(0);
         handle.stop(true).await;
         let _ = server.await;
@@ -288,5 +473,17 @@ fn main() {
             "gateway / trivial throughput: {:.1}%   (inbound messages not yet answered by the bot at stop: {backlog})",
             100.0 * gw.rate() / base.rate(),
         );
+        for (share, r) in &latency_runs {
+            println!(
+                "open loop at {:>3.0}% of the maximum ({:>6.0} req/s offered): {:>6.0} req/s acknowledged, {} errors, ack latency p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms",
+                share * 100.0,
+                max_rate * share,
+                r.rate(),
+                r.errors,
+                r.pct(0.50),
+                r.pct(0.99),
+                r.pct(0.999)
+            );
+        }
     });
 }

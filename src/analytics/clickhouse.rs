@@ -108,6 +108,13 @@ fn exception_code(text: &str) -> Option<u32> {
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const END_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Whether a failed statement only tried to add a column that exists (code 44 on 18.16,
+/// DUPLICATE_COLUMN on current releases).
+fn is_existing_column(statement: &str, error: &str) -> bool {
+    statement.to_ascii_uppercase().contains("ADD COLUMN")
+        && (error.contains("already exists") || error.contains("DUPLICATE_COLUMN"))
+}
+
 /// A handle on Baton's ClickHouse database. Cheap to clone.
 #[derive(Clone)]
 pub struct ClickHouse {
@@ -185,7 +192,20 @@ impl ClickHouse {
                 continue;
             }
             for statement in split_statements(sql) {
-                self.db.query(&statement).execute().await?;
+                match self.db.query(&statement).execute().await {
+                    Ok(()) => {}
+                    // A run cut off between a statement and recording its migration (the
+                    // connection dropped) leaves the column in place; 18.16 has no `ADD COLUMN
+                    // IF NOT EXISTS`, so the rerun must take "already exists" as done, or the
+                    // schema (and the shipper behind it) would be stuck for good.
+                    Err(e) if is_existing_column(&statement, &e.to_string()) => {
+                        tracing::info!(
+                            migration = name,
+                            "column already added by an interrupted run"
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             self.db
                 .query("INSERT INTO schema_migrations (name, applied_at) VALUES (?, now())")
@@ -381,6 +401,23 @@ impl EventRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_column_an_interrupted_migration_already_added_counts_as_added() {
+        let add = "ALTER TABLE handoff_events ADD COLUMN team String DEFAULT ''";
+        assert!(is_existing_column(
+            add,
+            "Code: 44, e.displayText() = DB::Exception: Cannot add column team: column with this name already exists"
+        ));
+        assert!(!is_existing_column(
+            add,
+            "Code: 60, Table handoff_events doesn't exist"
+        ));
+        assert!(!is_existing_column(
+            "CREATE TABLE x (a String) ENGINE = Memory",
+            "already exists"
+        ));
+    }
 
     #[test]
     fn ids_are_written_as_their_text_and_no_agent_as_empty() {

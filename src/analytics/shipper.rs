@@ -63,6 +63,26 @@ pub enum ShipError {
     /// is unknown, so they ship again.
     #[error("the task ending an INSERT failed: {0}")]
     Task(#[from] JoinError),
+    /// A step took longer than [`STEP_DEADLINE`]: a connection that swallows requests without
+    /// answering (a hung proxy, a half-dead server) must not hold the shipper forever.
+    #[error("a shipping step made no progress for {0:?}")]
+    Stalled(Duration),
+}
+
+/// The longest one worker step may take, reads, INSERTs and schema checks included. The
+/// crate's own send and end timeouts bound the usual cases; this bounds everything else.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(45);
+
+/// The longest ClickHouse may take to answer an INSERT once its rows are sent.
+pub const INSERT_DEADLINE: Duration = Duration::from_secs(40);
+
+/// Ends an INSERT within [`INSERT_DEADLINE`], whatever the connection does.
+async fn end_within_deadline<T>(
+    insert: impl std::future::Future<Output = Result<T, ::clickhouse::error::Error>>,
+) -> Result<T, ::clickhouse::error::Error> {
+    tokio::time::timeout(INSERT_DEADLINE, insert)
+        .await
+        .unwrap_or(Err(::clickhouse::error::Error::TimedOut))
 }
 
 impl From<::clickhouse::error::Error> for ShipError {
@@ -382,7 +402,10 @@ impl Shipper {
 
     async fn ensure_schema(&self) -> Result<(), ShipError> {
         if !self.schema_ready.load(Ordering::Acquire) {
-            self.clickhouse.migrate().await?;
+            // Bounded: at shutdown this runs outside the worker's step deadline.
+            tokio::time::timeout(INSERT_DEADLINE, self.clickhouse.migrate())
+                .await
+                .map_err(|_| ShipError::Stalled(INSERT_DEADLINE))??;
             self.schema_ready.store(true, Ordering::Release);
         }
         Ok(())
@@ -557,7 +580,7 @@ impl Shipper {
         if let Some(Open { insert, seqs, .. }) = flight.open.take() {
             flight.ending = Some(Ending {
                 seqs,
-                task: tokio::spawn(insert.end()),
+                task: tokio::spawn(end_within_deadline(insert.end())),
                 outcome: None,
             });
         }
@@ -659,7 +682,7 @@ impl Shipper {
         flight.drop_prefetch();
         self.settle(flight, acker).await?;
         if let Some(Open { insert, seqs, .. }) = flight.open.take() {
-            insert.end().await?;
+            end_within_deadline(insert.end()).await?;
             acker.ack(seqs, false).await;
         }
         Ok(())
@@ -672,7 +695,11 @@ impl Shipper {
         let mut flight = Flight::new();
         let mut failures: u32 = 0;
         loop {
-            let wait = match self.step(&mut flight, &acker, failures > 0).await {
+            let step =
+                tokio::time::timeout(STEP_DEADLINE, self.step(&mut flight, &acker, failures > 0))
+                    .await
+                    .unwrap_or(Err(ShipError::Stalled(STEP_DEADLINE)));
+            let wait = match step {
                 Ok(wait) => {
                     // Rows in flight prove nothing about ClickHouse: only an INSERT it
                     // confirmed does, or having nothing to send.

@@ -344,3 +344,157 @@ async fn a_store_that_cannot_write_answers_503_and_never_acknowledges_what_it_di
         "a refused message was stored"
     );
 }
+
+/// What the proxy in front of ClickHouse does, to new and open connections alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProxyMode {
+    /// Passes bytes through.
+    Pass,
+    /// Passes them through, each chunk from ClickHouse 300 ms late.
+    Slow,
+    /// Closes connections.
+    Drop,
+    /// Swallows what either side sends: requests get no answer.
+    Hang,
+}
+
+type Mode = std::sync::Arc<std::sync::Mutex<ProxyMode>>;
+
+/// A TCP proxy in front of a ClickHouse server whose behaviour the test switches.
+struct FlakyProxy {
+    port: u16,
+    mode: Mode,
+}
+
+/// Copies one direction chunk by chunk, asking the mode before each chunk.
+async fn forward<R, W>(mut from: R, mut to: W, mode: Mode, delay: bool)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let now = *mode.lock().unwrap();
+        match now {
+            ProxyMode::Drop => break,
+            ProxyMode::Hang => continue,
+            ProxyMode::Slow if delay => tokio::time::sleep(Duration::from_millis(300)).await,
+            _ => {}
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+impl FlakyProxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode: Mode = std::sync::Arc::new(std::sync::Mutex::new(ProxyMode::Pass));
+        let current = mode.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if *current.lock().unwrap() == ProxyMode::Drop {
+                    drop(inbound);
+                    continue;
+                }
+                let mode = current.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    // Either direction ending (a drop) ends the connection.
+                    tokio::select! {
+                        _ = forward(ri, wo, mode.clone(), false) => {}
+                        _ = forward(ro, wi, mode, true) => {}
+                    }
+                });
+            }
+        });
+        Self { port, mode }
+    }
+
+    fn set(&self, mode: ProxyMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_dropping_or_hanging_clickhouse_never_stops_ingest_and_every_event_arrives_once() {
+    let upstream: u16 = clickhouse_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = FlakyProxy::start(upstream).await;
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let app = crate::helpers::spawn_app_with(|s| s.clickhouse_url = proxy_url).await;
+    let url = app.url("");
+    let client = reqwest::Client::new();
+    let mut sent = 0u64;
+    for mode in [
+        ProxyMode::Slow,
+        ProxyMode::Drop,
+        ProxyMode::Hang,
+        ProxyMode::Pass,
+    ] {
+        proxy.set(mode);
+        // Two seconds of customers asking for a person, every one acknowledged at once.
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            let status = client
+                .post(format!("{url}/api/v1/messages"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"sender": {"external_id": format!("flaky-{sent}")},
+                              "text": "I want to talk to a human"}))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16());
+            assert!(
+                matches!(status, Some(200..=299)),
+                "ingest answered {status:?} while ClickHouse was {mode:?}"
+            );
+            sent += 1;
+        }
+    }
+    // Every customer asked for a person: two events each (requested, queued).
+    let expected = 2 * sent;
+    let direct = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_database(&app.settings.clickhouse_database)
+        .with_validation(false);
+    crate::helpers::eventually_within(
+        "every event in ClickHouse once the proxy passes again",
+        Duration::from_secs(120),
+        || async {
+            let backlog = app.services.store.outbox_len().await.ok()?;
+            let (rows, distinct): (u64, u64) = direct
+                .query("SELECT count(), uniqExact(event_id) FROM handoff_events FINAL")
+                .fetch_one()
+                .await
+                .ok()?;
+            (backlog == 0 && distinct == expected && rows == expected).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        app.services.shipper.stats().failures() > 0,
+        "the shipper met the faults (else this test proves nothing)"
+    );
+}
