@@ -52,6 +52,21 @@ pub async fn audit(
     }
 }
 
+/// Adds an agent (and so their user), tells the router, and sets their password if given.
+pub(super) async fn add_agent(
+    services: &Services,
+    agent: NewAgent,
+    password_hash: Option<String>,
+) -> Result<User, ApiError> {
+    let agent = services.store.create_agent(agent).await?;
+    services.router.agent_changed(agent.id).await?;
+    let id: UserId = agent.id.into();
+    if let Some(hash) = password_hash {
+        services.store.set_password(id, hash).await?;
+    }
+    Ok(services.store.user(id).await?)
+}
+
 fn parse_user_id(raw: &str) -> Result<UserId, ApiError> {
     Ok(raw.parse::<UserId>()?)
 }
@@ -112,29 +127,21 @@ async fn create_user(
     }
     let user = match role {
         UserRole::Agent => {
-            let agent = services
-                .store
-                .create_agent(NewAgent {
-                    name,
-                    email,
-                    skills: body
-                        .skills
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|s| crate::model::Skill::parse(s))
-                        .collect::<Result<_, _>>()?,
-                    teams: teams(body.teams)?,
-                    max_concurrent: body.max_concurrent.unwrap_or(3).min(1000),
-                    capacity: Default::default(),
-                    hours: None,
-                })
-                .await?;
-            services.router.agent_changed(agent.id).await?;
-            let id: UserId = agent.id.into();
-            if let Some(hash) = hash {
-                services.store.set_password(id, hash).await?;
-            }
-            services.store.user(id).await?
+            let agent = NewAgent {
+                name,
+                email,
+                skills: body
+                    .skills
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| crate::model::Skill::parse(s))
+                    .collect::<Result<_, _>>()?,
+                teams: teams(body.teams)?,
+                max_concurrent: body.max_concurrent.unwrap_or(3).min(1000),
+                capacity: Default::default(),
+                hours: None,
+            };
+            add_agent(&services, agent, hash).await?
         }
         _ => {
             services

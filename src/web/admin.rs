@@ -172,21 +172,16 @@ async fn add_user(
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
         let user = if role == UserRole::Agent {
-            let agent = services
-                .store
-                .create_agent(NewAgent {
-                    name,
-                    email,
-                    skills: Vec::new(),
-                    teams,
-                    max_concurrent: 3,
-                    capacity: Default::default(),
-                    hours: None,
-                })
-                .await?;
-            services.router.agent_changed(agent.id).await?;
-            services.store.set_password(agent.id.into(), hash).await?;
-            services.store.user(agent.id.into()).await?
+            let agent = NewAgent {
+                name,
+                email,
+                skills: Vec::new(),
+                teams,
+                max_concurrent: 3,
+                capacity: Default::default(),
+                hours: None,
+            };
+            super::accounts::add_agent(&services, agent, Some(hash)).await?
         } else {
             services
                 .store

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
-use actix_web_lab::sse;
 use askama::Template;
 use askama_web::WebTemplate;
 
@@ -214,35 +213,23 @@ async fn live_stream(
     services: web::Data<Services>,
 ) -> Result<impl Responder, ApiError> {
     caller.require_manager()?;
-    let mut activity = services.router.activity();
-    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(4);
-    tokio::spawn(async move {
-        loop {
-            let html = LiveFragment {
-                l: LiveView::new(live_now(&services).await, true),
+    let for_render = services.clone();
+    // Recent-request counts move with time, not only with routing: at least every 30 s.
+    Ok(super::live_html(
+        services,
+        "live",
+        Duration::from_secs(30),
+        move || {
+            let services = for_render.clone();
+            async move {
+                LiveFragment {
+                    l: LiveView::new(live_now(&services).await, true),
+                }
+                .render()
+                .ok()
             }
-            .render()
-            .unwrap_or_default();
-            if tx
-                .send(sse::Data::new(html).event("live").into())
-                .await
-                .is_err()
-            {
-                return;
-            }
-            tokio::select! {
-                changed = activity.changed() => if changed.is_err() { return },
-                _ = tx.closed() => return,
-                // Recent-request counts move with time, not only with routing.
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            activity.borrow_and_update();
-        }
-    });
-    Ok(sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(Duration::from_secs(15))
-        .with_retry_duration(Duration::from_secs(2)))
+        },
+    ))
 }
 
 // --- the report ------------------------------------------------------------------------------

@@ -178,6 +178,49 @@ impl Application {
     }
 }
 
+/// A server-sent event stream of HTML fragments named `event`, for live parts of pages:
+/// rendered on connect, again after every routing change (a ticket queued, offered, accepted,
+/// moved or closed; an agent's presence), coalesced to one render per 250 ms so it is fresh
+/// within a second, and at least every `every` (figures that move with time); a keep-alive
+/// every 15 s. `render` gives `None` when it has nothing to send this time.
+pub(crate) fn live_html<F, Fut>(
+    services: web::Data<Services>,
+    event: &'static str,
+    every: std::time::Duration,
+    mut render: F,
+) -> impl actix_web::Responder
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<String>> + Send,
+{
+    use actix_web_lab::sse;
+    use std::time::Duration;
+    let mut activity = services.router.activity();
+    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(4);
+    tokio::spawn(async move {
+        loop {
+            if let Some(html) = render().await
+                && tx
+                    .send(sse::Data::new(html).event(event).into())
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                changed = activity.changed() => if changed.is_err() { return },
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            activity.borrow_and_update();
+        }
+    });
+    sse::Sse::from_infallible_receiver(rx)
+        .with_keep_alive(Duration::from_secs(15))
+        .with_retry_duration(Duration::from_secs(2))
+}
+
 /// Parses a JSON body. Handlers take the raw bytes and call this after checking credentials,
 /// so an unauthenticated caller learns nothing from validation errors.
 pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

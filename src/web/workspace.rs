@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
-use actix_web_lab::sse;
 use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
@@ -316,40 +315,28 @@ async fn inbox_stream(
     services: web::Data<Services>,
 ) -> Result<impl Responder, ApiError> {
     let scope = caller.scope(&services).await?;
-    let mut activity = services.router.activity();
-    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(4);
-    tokio::spawn(async move {
-        loop {
-            let html = match load_inbox(&services, &caller, &scope).await {
-                Ok(mut inbox) => {
-                    inbox.streamed = true;
-                    inbox.render().unwrap_or_default()
+    let for_render = services.clone();
+    // Waiting times and SLA clocks move with time: at least every 15 s.
+    Ok(super::live_html(
+        services,
+        "inbox",
+        Duration::from_secs(15),
+        move || {
+            let (services, caller, scope) = (for_render.clone(), caller.clone(), scope.clone());
+            async move {
+                match load_inbox(&services, &caller, &scope).await {
+                    Ok(mut inbox) => {
+                        inbox.streamed = true;
+                        inbox.render().ok()
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "workspace: inbox failed");
+                        None
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "workspace: inbox failed");
-                    String::new()
-                }
-            };
-            if !html.is_empty()
-                && tx
-                    .send(sse::Data::new(html).event("inbox").into())
-                    .await
-                    .is_err()
-            {
-                return;
             }
-            tokio::select! {
-                changed = activity.changed() => if changed.is_err() { return },
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(15)) => {}
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            activity.borrow_and_update();
-        }
-    });
-    Ok(sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(Duration::from_secs(15))
-        .with_retry_duration(Duration::from_secs(2)))
+        },
+    ))
 }
 
 #[derive(Deserialize)]

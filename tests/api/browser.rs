@@ -150,6 +150,22 @@ impl Browser {
         }
     }
 
+    /// Signs in through the login page at `login_url` and waits for the page it lands on.
+    pub async fn sign_in(&mut self, login_url: &str, email: &str, password: &str, landing: &str) {
+        self.goto(login_url).await;
+        self.eval(&format!(
+            "document.querySelector('input[name=email]').value = '{email}';
+             document.querySelector('input[name=password]').value = '{password}';
+             document.querySelector('form').submit(); true"
+        ))
+        .await;
+        self.wait_for(
+            "the landing page after signing in",
+            &format!("location.pathname === '{landing}' && document.readyState === 'complete'"),
+        )
+        .await;
+    }
+
     /// Emulates a screen of this size (CSS pixels), e.g. a 1280x800 laptop.
     pub async fn viewport(&mut self, width: u32, height: u32) {
         self.call(

@@ -167,18 +167,12 @@ async fn the_live_panel_changes_without_a_reload_when_a_handoff_happens() {
     app.create_agent("Uma", false).await;
     let mut browser = Browser::launch().await;
     app.create_user("mia@example.com", "manager", &[]).await;
-    browser.goto(&app.url("/login")).await;
     browser
-        .eval(&format!(
-            "document.querySelector('input[name=email]').value = 'mia@example.com';
-             document.querySelector('input[name=password]').value = '{PASSWORD}';
-             document.querySelector('form').submit(); true"
-        ))
-        .await;
-    browser
-        .wait_for(
-            "the dashboard after logging in",
-            "location.pathname === '/dashboard' && document.readyState === 'complete'",
+        .sign_in(
+            &app.url("/login"),
+            "mia@example.com",
+            PASSWORD,
+            "/dashboard",
         )
         .await;
     let queued = "document.querySelector('[data-live=queued-now]').textContent.trim()";

@@ -210,24 +210,6 @@ async fn going_offline_in_the_workspace_gives_an_offered_ticket_back_to_the_queu
     assert!(h["assigned_agent_id"].is_null(), "{h}");
 }
 
-/// Signs in through the login page of a browser.
-async fn browser_sign_in(browser: &mut Browser, app: &TestApp, email: &str, landing: &str) {
-    browser.goto(&app.url("/login")).await;
-    browser
-        .eval(&format!(
-            "document.querySelector('input[name=email]').value = '{email}';
-             document.querySelector('input[name=password]').value = '{PASSWORD}';
-             document.querySelector('form').submit(); true"
-        ))
-        .await;
-    browser
-        .wait_for(
-            "the landing page after signing in",
-            &format!("location.pathname === '{landing}' && document.readyState === 'complete'"),
-        )
-        .await;
-}
-
 #[tokio::test]
 async fn an_agent_gets_the_offer_live_accepts_with_a_key_and_the_reply_reaches_the_customers_widget()
  {
@@ -237,7 +219,14 @@ async fn an_agent_gets_the_offer_live_accepts_with_a_key_and_the_reply_reaches_t
 
     let mut agent = Browser::launch().await;
     agent.viewport(1280, 800).await;
-    browser_sign_in(&mut agent, &app, "ann@example.com", "/workspace").await;
+    agent
+        .sign_in(
+            &app.url("/login"),
+            "ann@example.com",
+            PASSWORD,
+            "/workspace",
+        )
+        .await;
     agent.eval("window.sameDocument = true").await;
     agent
         .wait_for(
@@ -375,7 +364,9 @@ async fn hostile_chat_text_and_email_html_never_run_in_the_ticket_view() {
     .await;
 
     let mut browser = Browser::launch().await;
-    browser_sign_in(&mut browser, &app, ADMIN_EMAIL, "/dashboard").await;
+    browser
+        .sign_in(&app.url("/login"), ADMIN_EMAIL, PASSWORD, "/dashboard")
+        .await;
     for ticket in [chat_ticket["id"].as_str().unwrap().to_owned(), mail_ticket] {
         browser
             .goto(&app.url(&format!("/workspace/tickets/{ticket}")))
