@@ -67,6 +67,13 @@ pub(super) async fn add_agent(
     Ok(services.store.user(id).await?)
 }
 
+/// The caller's own user; the configured admin token belongs to nobody.
+fn own_user(caller: &Caller) -> Result<UserId, ApiError> {
+    caller
+        .user
+        .ok_or_else(|| ApiError::Forbidden("this token belongs to no user".into()))
+}
+
 fn parse_user_id(raw: &str) -> Result<UserId, ApiError> {
     Ok(raw.parse::<UserId>()?)
 }
@@ -347,9 +354,7 @@ async fn create_my_token(
     services: web::Data<Services>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let user = caller
-        .user
-        .ok_or_else(|| ApiError::Forbidden("this token belongs to no user".into()))?;
+    let user = own_user(&caller)?;
     issue_token(&services, &caller, user, &body).await
 }
 
@@ -374,9 +379,7 @@ async fn my_tokens(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = caller
-        .user
-        .ok_or_else(|| ApiError::Forbidden("this token belongs to no user".into()))?;
+    let user = own_user(&caller)?;
     Ok(HttpResponse::Ok().json(TokenList {
         tokens: services.store.user_tokens(user).await?,
     }))
@@ -387,9 +390,7 @@ async fn revoke_my_token(
     services: web::Data<Services>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = caller
-        .user
-        .ok_or_else(|| ApiError::Forbidden("this token belongs to no user".into()))?;
+    let user = own_user(&caller)?;
     let id = path.into_inner();
     if id.len() > 64 {
         return Err(ApiError::NotFound("token"));
