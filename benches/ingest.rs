@@ -32,6 +32,9 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use baton::config::Settings;
 use baton::web::Application;
 
+mod common;
+use common::{Run, closed_loop};
+
 const TOKEN: &str = "bench-admin-token";
 
 /// Numbers the messages' external ids across all rounds. (Restarting it per round made every
@@ -123,6 +126,17 @@ fn request(channel: Channel, n: u64) -> (String, Vec<(&'static str, String)>, St
     }
 }
 
+impl Channel {
+    fn label(self) -> &'static str {
+        match self {
+            Channel::Api => "API",
+            Channel::Email => "email (raw MIME)",
+            Channel::Meta => "Meta webhook, signed",
+            Channel::WebChat => "web chat widget",
+        }
+    }
+}
+
 fn args() -> Args {
     let mut a = Args {
         seconds: 5,
@@ -155,86 +169,20 @@ fn args() -> Args {
     a
 }
 
-struct Run {
-    requests: u64,
-    errors: u64,
-    /// Answers that said `duplicate`: must be 0, or the run measured replays, not ingest.
-    duplicates: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-    fn pct(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[i] as f64 / 1000.0
-    }
-}
-
-/// A closed-loop generator: `connections` workers, each sending the next request when the
-/// previous one is answered, for `duration`. `base` is the server's address; a trivial server
-/// answers every path.
+/// A closed-loop run against `base` (the gateway or the trivial handler, which answers every
+/// path) with requests of `channel`.
 async fn drive(base: String, connections: usize, duration: Duration, channel: Channel) -> Run {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (client, base) = (client.clone(), base.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(100_000);
-            let mut errors = 0u64;
-            let mut duplicates = 0u64;
-            while Instant::now() < deadline {
-                // One sequence for the whole run: every message is new, in every round.
-                let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-                let (path, headers, body) = request(channel, n);
-                let t = Instant::now();
-                let mut req = client.post(format!("{base}{path}")).body(body);
-                for (k, v) in headers {
-                    req = req.header(k, v);
-                }
-                let r = req.send().await;
-                match r {
-                    Ok(r) if r.status().is_success() => {
-                        let body = r.bytes().await.unwrap_or_default();
-                        lat.push(t.elapsed().as_micros() as u64);
-                        if body.windows(16).any(|w| w == b"\"duplicate\":true") {
-                            duplicates += 1;
-                        }
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (lat, errors, duplicates)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let (mut errors, mut duplicates) = (0, 0);
-    for t in tasks {
-        let (l, e, d) = t.await.unwrap();
-        latencies.extend(l);
-        errors += e;
-        duplicates += d;
-    }
-    let elapsed = start.elapsed();
-    latencies.sort_unstable();
-    Run {
-        requests: latencies.len() as u64,
-        errors,
-        duplicates,
-        elapsed,
-        latencies_us: latencies,
-    }
+    closed_loop(connections, duration, move |client| {
+        // One sequence for the whole run: every message is new, in every round.
+        let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let (path, headers, body) = request(channel, n);
+        let mut req = client.post(format!("{base}{path}")).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req
+    })
+    .await
 }
 
 /// A customer's reply as mail clients send it: multipart/alternative, the earlier message
@@ -341,6 +289,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
+        println!("machine: {}", common::machine());
         let warmup = Duration::from_secs(2);
         let measure = Duration::from_secs(a.seconds);
 
@@ -497,5 +446,25 @@ fn main() {
                 r.pct(0.999)
             );
         }
+        // One line for scripts/bench.sh's report: a row of docs/BENCHMARKS.md's ingest table.
+        let lat = |share: f64| {
+            latency_runs
+                .iter()
+                .find(|(s, _)| *s == share)
+                .map(|(_, r)| format!("{:.1} / {:.1} / {:.1} ms", r.pct(0.5), r.pct(0.99), r.pct(0.999)))
+                .unwrap_or_default()
+        };
+        println!(
+            "REPORT ingest | {} | {} × {} s | {:.0} req/s | {:.0} req/s | {:.1}% | {:.0} msg/s | {} | {} |",
+            a.channel.label(),
+            a.rounds,
+            a.seconds,
+            base.rate(),
+            gw.rate(),
+            100.0 * gw.rate() / base.rate(),
+            max_rate,
+            lat(0.5),
+            lat(0.9)
+        );
     });
 }
