@@ -451,39 +451,52 @@ pub fn start_smtp(fail_first: usize) -> SmtpCapture {
     let mut last = String::new();
     // A free port can be taken by another test between choosing and binding it: then try again.
     for _ in 0..3 {
-        let dir = tempfile::Builder::new()
-            .prefix("baton-test-smtp-")
-            .tempdir()
-            .unwrap();
-        let port = free_port();
-        let mut process = Process::spawn(
-            "capturing SMTP server",
-            "python3",
-            vec![
-                script("smtp-capture.py").display().to_string(),
-                port.to_string(),
-                dir.path().join("mail").display().to_string(),
-                "--fail-first".into(),
-                fail_first.to_string(),
-            ],
-            dir.path().join("smtp.log"),
-        );
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if smtp_greets(port) && process.has_exited().is_none() {
-                return SmtpCapture { port, process, dir };
-            }
-            if process.has_exited().is_some() {
-                last = process.log_text();
-                break;
-            }
-            if Instant::now() > deadline {
-                process.fail("did not start within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        match try_start_smtp(free_port(), fail_first) {
+            Ok(smtp) => return smtp,
+            Err(log) => last = log,
         }
     }
     panic!("capturing SMTP server did not start (3 tries); last log:\n{last}")
+}
+
+/// Like [`start_smtp`], on a given port (a relay that comes up where the gateway already
+/// expects it).
+pub fn start_smtp_on(port: u16, fail_first: usize) -> SmtpCapture {
+    try_start_smtp(port, fail_first)
+        .unwrap_or_else(|log| panic!("capturing SMTP server did not start on {port}:\n{log}"))
+}
+
+/// Starts the server on `port`; its log when it exits before greeting.
+fn try_start_smtp(port: u16, fail_first: usize) -> Result<SmtpCapture, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("baton-test-smtp-")
+        .tempdir()
+        .unwrap();
+    let mut process = Process::spawn(
+        "capturing SMTP server",
+        "python3",
+        vec![
+            script("smtp-capture.py").display().to_string(),
+            port.to_string(),
+            dir.path().join("mail").display().to_string(),
+            "--fail-first".into(),
+            fail_first.to_string(),
+        ],
+        dir.path().join("smtp.log"),
+    );
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if smtp_greets(port) && process.has_exited().is_none() {
+            return Ok(SmtpCapture { port, process, dir });
+        }
+        if process.has_exited().is_some() {
+            return Err(process.log_text());
+        }
+        if Instant::now() > deadline {
+            process.fail("did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// Whether a capturing SMTP server answers on `port` with its 220 greeting.

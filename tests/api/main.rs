@@ -11,6 +11,7 @@ mod handoff;
 mod helpers;
 mod mail_servers;
 mod messages;
+mod outages;
 mod pipeline;
 mod reports;
 mod restart;
