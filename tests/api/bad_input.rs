@@ -397,3 +397,181 @@ async fn unicode_edge_cases_are_stored_exactly_as_written_and_nul_is_refused() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn a_compressed_body_that_inflates_past_the_limit_is_a_413_not_a_memory_spike() {
+    use std::io::Write;
+    let app = spawn_app().await;
+    // 256 MB of spaces inside a JSON string: about 250 KB gzipped. The limit must apply to what
+    // the body inflates to, while inflating, or the gateway would hold all of it.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(br#"{"sender": {"external_id": "bomb"}, "text": ""#)
+        .unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..256 {
+        gz.write_all(&chunk).unwrap();
+    }
+    gz.write_all(br#""}"#).unwrap();
+    let body = gz.finish().unwrap();
+    assert!(body.len() < 1 << 20, "the bomb is small on the wire");
+    let r = app
+        .client
+        .post(app.url("/api/v1/messages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(r).await;
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+    nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn the_same_ids_on_different_channels_are_different_people_and_messages() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.telegram_secret_token = Some("collide-secret".to_owned().into());
+    })
+    .await;
+    // User 5151 with message id "3" on the API channel and on Telegram: two customers, two
+    // conversations, two stored messages; neither is a duplicate of the other.
+    let r = app
+        .post_json(
+            "/api/v1/messages",
+            ADMIN_TOKEN,
+            json!({"sender": {"external_id": "5151", "name": "Api Una"}, "external_id": "3",
+                   "text": "hello from the API"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 202);
+    let api: Value = r.json().await.unwrap();
+    assert_eq!(api["duplicate"], json!(false));
+    let update = json!({"update_id": 1, "message": {"message_id": 3, "date": 1732440000,
+        "from": {"id": 5151, "is_bot": false, "first_name": "Telegram Una"},
+        "chat": {"id": 5151, "type": "private"}, "text": "hello from Telegram"}});
+    let r = app
+        .client
+        .post(app.url("/webhooks/telegram"))
+        .header("x-telegram-bot-api-secret-token", "collide-secret")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, list) = app.get_json("/api/v1/conversations", ADMIN_TOKEN).await;
+    let conversations = list["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 2, "{list}");
+    let customers: std::collections::BTreeSet<&str> = conversations
+        .iter()
+        .map(|c| c["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        customers.len(),
+        2,
+        "one person per channel identity: {list}"
+    );
+    let mut texts = Vec::new();
+    for c in conversations {
+        let conversation = app.conversation(c["id"].as_str().unwrap()).await;
+        texts.extend(
+            conversation["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["direction"] == "in")
+                .map(|m| m["text"].as_str().unwrap().to_owned()),
+        );
+    }
+    texts.sort();
+    assert_eq!(texts, ["hello from Telegram", "hello from the API"]);
+}
+
+#[tokio::test]
+async fn markup_in_every_text_field_is_shown_as_text_on_every_page() {
+    let app = spawn_app().await;
+    const XSS: &str = r#"<script>alert(1)</script><img src=x onerror=alert(2)>"#;
+    // A customer name, message text and handoff reason (the customer asks for a person in
+    // words carrying markup), an agent's name and reply, and an email subject and sender name.
+    let r = app
+        .post_json(
+            "/api/v1/agents",
+            ADMIN_TOKEN,
+            json!({"name": format!("Eve{XSS}"), "email": "eve@example.com", "max_concurrent": 2}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 201);
+    let agent: Value = r.json().await.unwrap();
+    let agent_token = agent["token"].as_str().unwrap().to_owned();
+    app.set_presence(agent["id"].as_str().unwrap(), &agent_token, "online")
+        .await;
+    let said = app
+        .customer_says(
+            &format!("mallory{XSS}"),
+            &format!("I want to talk to a human {XSS}"),
+        )
+        .await;
+    let conversation = said["conversation_id"].as_str().unwrap().to_owned();
+    let handoff = app.handoff_with_status(&conversation, "assigned").await;
+    let handoff_id = handoff["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post_json(
+            &format!("/api/v1/handoffs/{handoff_id}/accept"),
+            &agent_token,
+            json!({}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = app
+        .post_json(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &agent_token,
+            json!({"text": format!("agent reply {XSS}")}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let mail = format!(
+        "From: \"Mal{XSS}\" <mal@customer.example>\r\nTo: support@example.com\r\n\
+         Subject: Help {XSS}\r\nMessage-ID: <xss-1@customer.example>\r\n\
+         Date: Tue, 24 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nbody {XSS}\r\n"
+    );
+    let r = app
+        .client
+        .post(app.url("/ingest/email"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "message/rfc822")
+        .body(mail)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    app.pipeline_idle().await;
+
+    let pages = [
+        "/workspace".to_owned(),
+        "/workspace/inbox".to_owned(),
+        format!("/workspace/tickets/{handoff_id}"),
+        format!("/workspace/tickets/{handoff_id}/transcript"),
+        "/dashboard".to_owned(),
+        "/dashboard/handoffs?drill=requested&range=today".to_owned(),
+        "/admin".to_owned(),
+    ];
+    for page in &pages {
+        let token = if page.starts_with("/workspace") {
+            &agent_token
+        } else {
+            ADMIN_TOKEN
+        };
+        let html = app.get_text(page, token).await;
+        assert!(
+            html.contains("alert(1)") || !page.contains("tickets"),
+            "{page} shows the text: {html}"
+        );
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<img src=x"),
+            "{page} renders markup from a text field: {html}"
+        );
+    }
+}
