@@ -27,26 +27,9 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 
 mod common;
-use common::closed_loop;
+use common::{arg, closed_loop, free_port};
 
 const TOKEN: &str = "bench-scale-admin-token";
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The gateway as operators run it: the release binary, its own process.
 struct Gateway {

@@ -1,5 +1,6 @@
-//! Shared by the benchmarks that drive the gateway over HTTP: a closed-loop load generator and
-//! what it measured.
+//! Shared by the benchmarks: command-line values, free ports, a closed-loop load generator and
+//! what it measured. (Each bench uses a part of it.)
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,4 +107,23 @@ pub fn machine() -> String {
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))
         .unwrap_or_default();
     format!("{cores} cores ({cpu}), load average {load} at the start")
+}
+
+/// The value after `--name` on the command line, or `default`.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
