@@ -328,6 +328,11 @@ fn main() {
             Channel::WebChat => "/widget/v1/conversations/{id}/messages".into(),
         };
         let url = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        let services = app.services();
+        let server = tokio::spawn(app.run_until_stopped());
+        // (After the server runs: before, these requests would wait on the listen backlog
+        // forever, which is how the first web chat run stalled.)
         if a.channel == Channel::WebChat {
             let client = reqwest::Client::new();
             let mut visitors = Vec::new();
@@ -348,9 +353,6 @@ fn main() {
             }
             VISITORS.set(visitors).unwrap();
         }
-        let handle = app.handle();
-        let services = app.services();
-        let server = tokio::spawn(app.run_until_stopped());
 
         drive(trivial_url.clone(), a.connections, warmup, a.channel).await;
         drive(url.clone(), a.connections, warmup, a.channel).await;
