@@ -86,7 +86,7 @@ section() { # title, name: the bench's output as a block, when it has been run
   echo "set its pace."
   echo
   echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), a shared VM"
-  echo "- $(rustc --version); ClickHouse $(clickhouse-server --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1 || echo '?') on the same machine"
+  echo "- $(rustc --version); ClickHouse $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null | cut -d+ -f1 || echo '?') (Debian's package) on the same machine"
   echo "- Report written: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "## Ingest: messages through the whole pipeline, beside a trivial handler"
