@@ -667,6 +667,26 @@ pub trait Store: Send + Sync + 'static {
     /// The stored hash of a web chat conversation's access token.
     async fn widget_token_hash(&self, id: ConversationId) -> Result<Option<String>, StoreError>;
 
+    /// What a widget message needs before it is stored: the conversation's token hash and its
+    /// visitor's web chat identity; `None` when the conversation does not exist or has no
+    /// token. The default asks three questions; a backend can answer in one (the widget's hot
+    /// path).
+    async fn widget_visitor(
+        &self,
+        id: ConversationId,
+    ) -> Result<Option<(String, Identity)>, StoreError> {
+        let Some(hash) = self.widget_token_hash(id).await? else {
+            return Ok(None);
+        };
+        let conversation = self.conversation(id).await?;
+        let customer = self.customer(conversation.customer_id).await?;
+        Ok(customer
+            .identities
+            .into_iter()
+            .find(|i| i.kind == crate::model::IdentityKind::Channel(ChannelKind::WebChat))
+            .map(|identity| (hash, identity)))
+    }
+
     /// A customer with all their identities.
     async fn customer(&self, id: crate::model::CustomerId) -> Result<Customer, StoreError>;
 

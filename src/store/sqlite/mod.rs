@@ -940,6 +940,27 @@ impl Store for SqliteStore {
             .flatten())
     }
 
+    async fn widget_visitor(
+        &self,
+        id: ConversationId,
+    ) -> Result<Option<(String, Identity)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.widget_token_hash, i.value FROM conversations c
+             JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'web_chat'
+             WHERE c.id = ? AND c.widget_token_hash IS NOT NULL",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            let value: String = r.try_get("value")?;
+            let identity = Identity::channel(ChannelKind::WebChat, &value)
+                .map_err(|e| StoreError::Corrupt(format!("web chat identity: {e}")))?;
+            Ok((r.try_get("widget_token_hash")?, identity))
+        })
+        .transpose()
+    }
+
     async fn customer(&self, id: CustomerId) -> Result<Customer, StoreError> {
         let mut conn = self.read.acquire().await?;
         let row =
@@ -2287,6 +2308,42 @@ mod tests {
             .await
             .unwrap()
             .get(0)
+    }
+
+    #[tokio::test]
+    async fn a_widget_visitor_is_read_in_one_query_with_the_same_answer_as_three() {
+        let (_dir, store) = open().await;
+        let visitor = Identity::channel(ChannelKind::WebChat, "visitor-1").unwrap();
+        let c = store
+            .create_web_conversation(
+                SenderProfile {
+                    identity: visitor.clone(),
+                    display_name: None,
+                    email: None,
+                    phone: None,
+                },
+                "hash-1".into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.widget_visitor(c.id).await.unwrap(),
+            Some(("hash-1".to_owned(), visitor))
+        );
+        assert_eq!(
+            store.widget_token_hash(c.id).await.unwrap().as_deref(),
+            Some("hash-1")
+        );
+        // A conversation of another channel has no token, and an unknown id is nothing.
+        let api = store.ingest(inbound("someone", "m1", "hi")).await.unwrap();
+        assert_eq!(
+            store.widget_visitor(api.conversation_id).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.widget_visitor(ConversationId::new()).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
