@@ -96,6 +96,9 @@ impl From<::clickhouse::error::Error> for ShipError {
 pub struct ShipStats {
     shipped: AtomicU64,
     failures: AtomicU64,
+    inserts: AtomicU64,
+    insert_micros: AtomicU64,
+    last_insert_micros: AtomicU64,
 }
 
 impl ShipStats {
@@ -109,9 +112,43 @@ impl ShipStats {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// INSERTs ClickHouse confirmed, and the seconds it took in all from the end of their rows
+    /// to its answer: the ship latency's sum and count (a Prometheus summary).
+    pub fn inserts(&self) -> (u64, f64) {
+        (
+            self.inserts.load(Ordering::Relaxed),
+            self.insert_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+
+    /// How long ClickHouse took to confirm the latest INSERT, in seconds.
+    pub fn last_insert_seconds(&self) -> f64 {
+        self.last_insert_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     fn add_shipped(&self, n: usize) {
         self.shipped.fetch_add(n as u64, Ordering::Relaxed);
     }
+
+    fn record_insert(&self, took: Duration) {
+        let micros = took.as_micros().min(u64::MAX as u128) as u64;
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+        self.insert_micros.fetch_add(micros, Ordering::Relaxed);
+        self.last_insert_micros.store(micros, Ordering::Relaxed);
+    }
+}
+
+/// Ends an INSERT within the deadline and records how long ClickHouse took to confirm it.
+async fn end_timed<T>(
+    stats: Arc<ShipStats>,
+    end: impl std::future::Future<Output = Result<T, ::clickhouse::error::Error>>,
+) -> Result<T, ::clickhouse::error::Error> {
+    let started = Instant::now();
+    let result = end_within_deadline(end).await;
+    if result.is_ok() {
+        stats.record_insert(started.elapsed());
+    }
+    result
 }
 
 /// The event shipper. Cheap to clone.
@@ -580,7 +617,7 @@ impl Shipper {
         if let Some(Open { insert, seqs, .. }) = flight.open.take() {
             flight.ending = Some(Ending {
                 seqs,
-                task: tokio::spawn(end_within_deadline(insert.end())),
+                task: tokio::spawn(end_timed(self.stats.clone(), insert.end())),
                 outcome: None,
             });
         }
@@ -682,7 +719,7 @@ impl Shipper {
         flight.drop_prefetch();
         self.settle(flight, acker).await?;
         if let Some(Open { insert, seqs, .. }) = flight.open.take() {
-            end_within_deadline(insert.end()).await?;
+            end_timed(self.stats.clone(), insert.end()).await?;
             acker.ack(seqs, false).await;
         }
         Ok(())

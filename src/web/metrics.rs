@@ -56,6 +56,16 @@ pub(super) async fn metrics(services: web::Data<Services>) -> HttpResponse {
         "Event shipments that failed since start and were retried.",
         Some(stats.failures()),
     );
+    let (inserts, insert_seconds) = stats.inserts();
+    let _ = writeln!(
+        out,
+        "# HELP baton_ship_insert_seconds Time ClickHouse took to confirm each INSERT of events, from the end of its rows to the answer.\n# TYPE baton_ship_insert_seconds summary\nbaton_ship_insert_seconds_sum {insert_seconds}\nbaton_ship_insert_seconds_count {inserts}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP baton_ship_insert_last_seconds Time ClickHouse took to confirm the latest INSERT of events.\n# TYPE baton_ship_insert_last_seconds gauge\nbaton_ship_insert_last_seconds {}",
+        stats.last_insert_seconds()
+    );
     let counters = services.dispatcher.counters().snapshot();
     for (name, help, pick) in [
         (

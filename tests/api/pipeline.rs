@@ -173,6 +173,10 @@ async fn every_event_arrives_exactly_once_when_clickhouse_is_killed_mid_stream_a
         "the outage was noticed"
     );
     assert!(m["baton_events_shipped_total"] >= expected as f64);
+    // The ship latency: every confirmed INSERT was timed.
+    assert!(m["baton_ship_insert_seconds_count"] >= 1.0, "{m:?}");
+    assert!(m["baton_ship_insert_seconds_sum"] > 0.0, "{m:?}");
+    assert!(m["baton_ship_insert_last_seconds"] > 0.0, "{m:?}");
 }
 
 /// An event that decodes but that ClickHouse will refuse (see `refuse_poison`).
