@@ -16,6 +16,10 @@ pub struct Settings {
     pub bind: String,
     /// Folder for the SQLite database and generated files.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database for the store (`postgres://user:pass@host:5432/baton`, or
+    /// `postgresql://…`), which several gateway instances can share. Unset: the SQLite file in
+    /// `data_dir`. A secret: it may hold a password, so it is never logged.
+    pub database_url: Option<SecretString>,
     /// ClickHouse HTTP endpoint, e.g. `http://127.0.0.1:8123`.
     pub clickhouse_url: String,
     /// ClickHouse database for Baton's tables (created if missing).
@@ -149,6 +153,7 @@ impl Default for Settings {
         Self {
             bind: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
+            database_url: None,
             clickhouse_url: "http://127.0.0.1:8123".into(),
             clickhouse_database: "baton".into(),
             clickhouse_user: "default".into(),
@@ -288,6 +293,17 @@ impl Settings {
 
     /// Checks values that deserialize but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            use secrecy::ExposeSecret;
+            // Said without the value, which may hold a password.
+            if !crate::store::is_postgres_url(url.expose_secret()) {
+                return Err(ConfigError::Invalid {
+                    key: "database_url",
+                    why: "must start with postgres:// or postgresql:// (unset: SQLite in data_dir)"
+                        .into(),
+                });
+            }
+        }
         self.bind
             .parse::<SocketAddr>()
             .map_err(|e| ConfigError::Invalid {
@@ -375,6 +391,17 @@ impl Settings {
     /// The SQLite file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("baton.sqlite3")
+    }
+
+    /// Where the store lives: the PostgreSQL database of `database_url`, else the SQLite file.
+    pub fn store_location(&self) -> crate::store::StoreLocation {
+        use secrecy::ExposeSecret;
+        match &self.database_url {
+            Some(url) if crate::store::is_postgres_url(url.expose_secret()) => {
+                crate::store::StoreLocation::Postgres(url.clone())
+            }
+            _ => crate::store::StoreLocation::Sqlite(self.database_path()),
+        }
     }
 }
 
