@@ -17,6 +17,10 @@
 //!   dispatchers never send the same message at once;
 //! - every routing change bumps a version that routers compare before they decide (see
 //!   [`Store::routing_version`]).
+//!
+//! Transactions take their locks in one order, so they cannot deadlock one another: the
+//! routing version, tickets, conversations (storing a message touches its conversation), and
+//! the outbox lock last.
 
 use std::time::Duration;
 
@@ -655,6 +659,8 @@ async fn emit_event(
     let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // Held until COMMIT: positions are handed out and become visible in the same order, so
     // the shipper, reading after the last position it saw, never skips one still committing.
+    // Every transaction writes its events last, so this is the last lock it takes and it
+    // never waits for another lock while holding this one (no deadlock through it).
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(LOCK_OUTBOX)
         .execute(&mut *conn)
@@ -1174,6 +1180,15 @@ impl Store for PgStore {
                 let last = routing::last_agent_of(&mut *tx, conversation.customer_id).await?;
                 routing::set_sticky(&mut *tx, handoff_id, last).await?;
                 let handoff = load_handoff(&mut *tx, handoff_id).await?;
+                let notice = match request.notice {
+                    Some(text) => {
+                        let notice = OutboundMessage::text(AuthorKind::System, None, text);
+                        let id = insert_outbound(&mut *tx, &conversation, &notice, now).await?;
+                        Some(load_message(&mut *tx, id).await?)
+                    }
+                    None => None,
+                };
+                // Events last (see `emit_event`).
                 emit(
                     &mut *tx,
                     HandoffEventKind::Requested,
@@ -1190,14 +1205,6 @@ impl Store for PgStore {
                     now,
                 )
                 .await?;
-                let notice = match request.notice {
-                    Some(text) => {
-                        let notice = OutboundMessage::text(AuthorKind::System, None, text);
-                        let id = insert_outbound(&mut *tx, &conversation, &notice, now).await?;
-                        Some(load_message(&mut *tx, id).await?)
-                    }
-                    None => None,
-                };
                 Ok((handoff, notice))
             })
         })
@@ -1213,6 +1220,9 @@ impl Store for PgStore {
         self.write(move |tx| {
             Box::pin(async move {
                 let now = Timestamp::now();
+                // Locks in the order every routing write takes them: the routing version,
+                // the ticket, its conversation, the outbox.
+                bump_routing(&mut *tx).await?;
                 let handoff = load_handoff_locked(&mut *tx, id).await?;
                 if !step.applies_to(handoff.status) {
                     return Err(StoreError::Conflict(format!(
@@ -1250,7 +1260,6 @@ impl Store for PgStore {
                 .await?;
                 let handoff = load_handoff(&mut *tx, id).await?;
                 emit(&mut *tx, step.event(), &handoff, conversation.channel, now).await?;
-                bump_routing(&mut *tx).await?;
                 Ok(handoff)
             })
         })
@@ -1448,6 +1457,8 @@ impl Store for PgStore {
     async fn set_presence(&self, id: AgentId, presence: Presence) -> Result<Agent, StoreError> {
         self.write(move |tx| {
             Box::pin(async move {
+                // The routing version before the agent, as every routing write takes them.
+                bump_routing(&mut *tx).await?;
                 let done = sqlx::query("UPDATE agents SET presence = $1 WHERE id = $2")
                     .bind(presence.as_str())
                     .bind(id.to_string())
@@ -1456,7 +1467,6 @@ impl Store for PgStore {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("agent"));
                 }
-                bump_routing(&mut *tx).await?;
                 load_agent(&mut *tx, id).await
             })
         })
@@ -1980,11 +1990,7 @@ impl Store for PgStore {
 
     async fn abandon(&self, id: HandoffId) -> Result<Handoff, StoreError> {
         self.write(move |tx| {
-            Box::pin(async move {
-                let handoff = routing::abandon(&mut *tx, id, Timestamp::now()).await?;
-                bump_routing(&mut *tx).await?;
-                Ok(handoff)
-            })
+            Box::pin(async move { routing::abandon(tx, id, Timestamp::now()).await })
         })
         .await
     }
@@ -2010,9 +2016,8 @@ impl Store for PgStore {
     async fn update_agent(&self, id: AgentId, update: AgentUpdate) -> Result<Agent, StoreError> {
         self.write(move |tx| {
             Box::pin(async move {
-                let agent = routing::update_agent(&mut *tx, id, update).await?;
                 bump_routing(&mut *tx).await?;
-                Ok(agent)
+                routing::update_agent(&mut *tx, id, update).await
             })
         })
         .await

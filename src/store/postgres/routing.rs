@@ -381,6 +381,27 @@ pub(super) async fn apply_routing(
     for (handoff, note) in &batch.notes {
         add_note(&mut *conn, *handoff, note).await?;
     }
+    let mut sent = Vec::with_capacity(batch.notices.len());
+    for n in &batch.notices {
+        // The ticket before its conversation (which storing the message touches), the order
+        // every transaction takes them in: two in opposite orders would deadlock.
+        sqlx::query(
+            "UPDATE handoffs SET told_position = $1, told_wait_ms = $2, told_at = $3 WHERE id = $4",
+        )
+        .bind(n.position.map(i64::from))
+        .bind(n.wait_ms)
+        .bind(now.as_millis())
+        .bind(n.handoff.to_string())
+        .execute(&mut *conn)
+        .await?;
+        let h = load_handoff(&mut *conn, n.handoff).await?;
+        let conversation = load_conversation(&mut *conn, h.conversation_id).await?;
+        let out = OutboundMessage::text(AuthorKind::System, None, n.text.clone());
+        let id = insert_outbound(&mut *conn, &conversation, &out, now).await?;
+        sent.push(load_message(&mut *conn, id).await?);
+    }
+    // Events last: the outbox lock they take is the last lock of the transaction (see
+    // `emit_event`).
     for e in &batch.events {
         let h = load_handoff(&mut *conn, e.handoff).await?;
         let channel = load_conversation(&mut *conn, h.conversation_id)
@@ -399,23 +420,6 @@ pub(super) async fn apply_routing(
         )
         .with(h.team.as_deref(), e.detail.as_deref());
         emit_event(&mut *conn, &event, now).await?;
-    }
-    let mut sent = Vec::with_capacity(batch.notices.len());
-    for n in &batch.notices {
-        let h = load_handoff(&mut *conn, n.handoff).await?;
-        let conversation = load_conversation(&mut *conn, h.conversation_id).await?;
-        let out = OutboundMessage::text(AuthorKind::System, None, n.text.clone());
-        let id = insert_outbound(&mut *conn, &conversation, &out, now).await?;
-        sqlx::query(
-            "UPDATE handoffs SET told_position = $1, told_wait_ms = $2, told_at = $3 WHERE id = $4",
-        )
-        .bind(n.position.map(i64::from))
-        .bind(n.wait_ms)
-        .bind(now.as_millis())
-        .bind(n.handoff.to_string())
-        .execute(&mut *conn)
-        .await?;
-        sent.push(load_message(&mut *conn, id).await?);
     }
     Ok(sent)
 }
@@ -512,6 +516,8 @@ pub(super) async fn abandon(
     id: crate::model::HandoffId,
     now: Timestamp,
 ) -> Result<crate::model::Handoff, StoreError> {
+    // The routing version before the ticket, as every routing write takes them.
+    super::bump_routing(&mut *conn).await?;
     let h = super::load_handoff_locked(&mut *conn, id).await?;
     if h.status != HandoffStatus::Queued {
         return Err(StoreError::Conflict(format!(
