@@ -76,7 +76,7 @@ fn start_private_postgres() -> (PathBuf, u16) {
     let log = std::fs::File::create(&log_path).unwrap();
     // Not tied to this process by PDEATHSIG (the server runs as another user, which clears
     // it): the script watches this process and stops the server when it is gone.
-    Command::new("bash")
+    let mut child = Command::new("bash")
         .arg(&script)
         .arg(&dir)
         .arg(port.to_string())
@@ -86,6 +86,7 @@ fn start_private_postgres() -> (PathBuf, u16) {
         .stderr(log)
         .spawn()
         .expect("cannot start the private PostgreSQL server");
+    std::thread::spawn(move || child.wait());
     // The socket appears before the server takes connections ("the database system is
     // starting up"); its log says when it does.
     let deadline = Instant::now() + Duration::from_secs(120);
