@@ -308,6 +308,8 @@ impl Router {
         }
         self.rebuild(engine).await?;
         out.extend(engine.tick(now_ms()));
+        // Live views on this instance show what the others changed.
+        self.touched();
         Ok(true)
     }
 

@@ -58,8 +58,8 @@ const ACK_PIECE: usize = 5_000;
 pub struct PgStore {
     pool: PgPool,
     options: PgConnectOptions,
-    /// The connection holding the shipper's lock while this instance ships the outbox.
-    shipper: Mutex<Option<PgConnection>>,
+    /// The connection that holds (true) or asks for (false) the shipper's lock.
+    shipper: Mutex<Option<(PgConnection, bool)>>,
 }
 
 /// Whether a PostgreSQL error code (SQLSTATE) means the server cannot serve right now rather
@@ -108,7 +108,7 @@ impl PgStore {
 
     /// Closes the pool (and gives up shipping), waiting for in-flight work.
     pub async fn close(&self) {
-        if let Some(conn) = self.shipper.lock().await.take() {
+        if let Some((conn, _)) = self.shipper.lock().await.take() {
             let _ = conn.close().await;
         }
         self.pool.close().await;
@@ -143,16 +143,20 @@ impl PgStore {
     /// Whether this instance is the one that ships the outbox: holds the shipper's lock, taking
     /// it when nobody does. The lock lives on a connection of its own and goes with it, so an
     /// instance that dies (or loses its connection) hands shipping to the next one that asks.
+    /// The others keep their connection and ask again on it at each read.
     async fn is_shipper(&self) -> Result<bool, StoreError> {
         let mut held = self.shipper.lock().await;
-        if let Some(conn) = held.as_mut() {
+        if let Some((conn, true)) = held.as_mut() {
             if conn.ping().await.is_ok() {
                 return Ok(true);
             }
-            // Gone, and the lock with it: ask again below.
+            // Gone, and the lock with it.
             *held = None;
         }
-        let mut conn = PgConnection::connect_with(&self.options).await?;
+        let (mut conn, _) = match held.take() {
+            Some(held) => held,
+            None => (PgConnection::connect_with(&self.options).await?, false),
+        };
         let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS got")
             .bind(LOCK_SHIPPER)
             .fetch_one(&mut conn)
@@ -160,10 +164,8 @@ impl PgStore {
             .try_get("got")?;
         if got {
             tracing::info!("this instance ships the event outbox");
-            *held = Some(conn);
-        } else {
-            let _ = conn.close().await;
         }
+        *held = Some((conn, got));
         Ok(got)
     }
 }
