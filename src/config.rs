@@ -462,6 +462,39 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_database_url_picks_postgresql_and_anything_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("baton.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"postgresql://baton:pa55word@db:5432/baton\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), Overrides::default()).unwrap();
+        assert!(matches!(
+            s.store_location(),
+            crate::store::StoreLocation::Postgres(_)
+        ));
+        assert!(!format!("{s:?}").contains("pa55word"));
+        assert!(!format!("{:?}", s.store_location()).contains("pa55word"));
+
+        let s = Settings::load(None, Overrides::default()).unwrap();
+        assert!(matches!(
+            s.store_location(),
+            crate::store::StoreLocation::Sqlite(p) if p.ends_with("baton.sqlite3")
+        ));
+
+        std::fs::write(&file, "database_url = \"mysql://db/baton\"\n").unwrap();
+        assert!(matches!(
+            Settings::load(Some(&file), Overrides::default()),
+            Err(ConfigError::Invalid {
+                key: "database_url",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug_output() {
         let s = Settings {
             api_token: Some(SecretString::from("hunter2-token")),
