@@ -1,9 +1,9 @@
 //! The durable store: customers, conversations, messages, handoffs, agents, tokens and the
 //! event outbox.
 //!
-//! Everything above this module talks to the [`Store`] trait, never to SQL, so a PostgreSQL
-//! backend for several gateway instances is a second implementation of the same trait. The
-//! embedded default is [`SqliteStore`].
+//! Everything above this module talks to the [`Store`] trait, never to SQL. The embedded
+//! default is [`SqliteStore`] (one gateway instance); [`PgStore`] keeps the store in a
+//! PostgreSQL database that several instances share ([`StoreLocation`] says which).
 //!
 //! Each method is one transaction: a state change and the handoff events it causes commit
 //! together or not at all, so analytics can never disagree with the store.

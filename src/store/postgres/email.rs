@@ -284,16 +284,17 @@ pub(super) async fn thread(
     let to = EmailAddress::parse(&to).map_err(super::corrupt)?;
     let reply_token = match row.try_get::<Option<String>, _>("reply_token")? {
         Some(t) => t,
-        None => {
-            sqlx::query(
-                "UPDATE conversations SET reply_token = $1 WHERE id = $2 AND reply_token IS NULL",
-            )
-            .bind(new_token)
-            .bind(conversation.to_string())
-            .execute(&mut *conn)
-            .await?;
-            new_token.to_owned()
-        }
+        // The token stored, whoever stored it: another instance may have given the
+        // conversation one in the meantime, and a mail must carry the one that threads.
+        None => sqlx::query(
+            "UPDATE conversations SET reply_token = coalesce(reply_token, $1) WHERE id = $2
+             RETURNING reply_token",
+        )
+        .bind(new_token)
+        .bind(conversation.to_string())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("reply_token")?,
     };
     let ids = sqlx::query(
         "SELECT message_id, direction FROM email_message_ids WHERE conversation_id = $1
