@@ -2066,3 +2066,31 @@ impl Store for PgStore {
         PgStore::close(self).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_cannot_serve_is_unavailable_and_a_bad_statement_is_not() {
+        // disk full, too many connections, connection failure, shutdown, I/O error, deadlock,
+        // read-only server
+        for code in [
+            "53100", "53300", "08006", "57P01", "58030", "40P01", "25006",
+        ] {
+            assert!(unavailable(code), "{code}");
+        }
+        // unique violation, syntax error, undefined table, not-null violation
+        for code in ["23505", "42601", "42P01", "23502"] {
+            assert!(!unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn only_postgres_urls_name_a_postgres_store() {
+        assert!(is_postgres_url("postgres://u:p@h/db"));
+        assert!(is_postgres_url(" PostgreSQL://h/db"));
+        assert!(!is_postgres_url("sqlite://data/baton.sqlite3"));
+        assert!(!is_postgres_url("./data"));
+    }
+}
