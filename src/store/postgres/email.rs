@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::store::{EmailReceipt, EmailThread, InboundEmail, IngestReceipt, StoreError};
 
-/// Threads and stores one inbound mail. Runs inside the writer's savepoint: everything or
+/// Threads and stores one inbound mail. Runs inside the caller's transaction: everything or
 /// nothing.
 pub(super) async fn ingest(
     conn: &mut PgConnection,

@@ -1444,7 +1444,6 @@ impl Store for PgStore {
     }
 
     async fn agent(&self, id: AgentId) -> Result<Agent, StoreError> {
-        // Reads never touch the write pool: its one connection belongs to the writer.
         let mut conn = self.pool.acquire().await?;
         load_agent(&mut conn, id).await
     }
