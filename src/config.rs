@@ -16,6 +16,10 @@ pub struct Settings {
     pub bind: String,
     /// Folder for the SQLite database and generated files.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database for the store (`postgres://user:pass@host:5432/baton`, or
+    /// `postgresql://…`), which several gateway instances can share. Unset: the SQLite file in
+    /// `data_dir`. A secret: it may hold a password, so it is never logged.
+    pub database_url: Option<SecretString>,
     /// ClickHouse HTTP endpoint, e.g. `http://127.0.0.1:8123`.
     pub clickhouse_url: String,
     /// ClickHouse database for Baton's tables (created if missing).
@@ -149,6 +153,7 @@ impl Default for Settings {
         Self {
             bind: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
+            database_url: None,
             clickhouse_url: "http://127.0.0.1:8123".into(),
             clickhouse_database: "baton".into(),
             clickhouse_user: "default".into(),
@@ -288,6 +293,17 @@ impl Settings {
 
     /// Checks values that deserialize but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            use secrecy::ExposeSecret;
+            // Said without the value, which may hold a password.
+            if !crate::store::is_postgres_url(url.expose_secret()) {
+                return Err(ConfigError::Invalid {
+                    key: "database_url",
+                    why: "must start with postgres:// or postgresql:// (unset: SQLite in data_dir)"
+                        .into(),
+                });
+            }
+        }
         self.bind
             .parse::<SocketAddr>()
             .map_err(|e| ConfigError::Invalid {
@@ -376,6 +392,17 @@ impl Settings {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("baton.sqlite3")
     }
+
+    /// Where the store lives: the PostgreSQL database of `database_url`, else the SQLite file.
+    pub fn store_location(&self) -> crate::store::StoreLocation {
+        use secrecy::ExposeSecret;
+        match &self.database_url {
+            Some(url) if crate::store::is_postgres_url(url.expose_secret()) => {
+                crate::store::StoreLocation::Postgres(url.clone())
+            }
+            _ => crate::store::StoreLocation::Sqlite(self.database_path()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -429,6 +456,39 @@ mod tests {
             Settings::load(Some(&file), Overrides::default()),
             Err(ConfigError::Invalid {
                 key: "telegram_bots",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_postgres_database_url_picks_postgresql_and_anything_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("baton.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"postgresql://baton:pa55word@db:5432/baton\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), Overrides::default()).unwrap();
+        assert!(matches!(
+            s.store_location(),
+            crate::store::StoreLocation::Postgres(_)
+        ));
+        assert!(!format!("{s:?}").contains("pa55word"));
+        assert!(!format!("{:?}", s.store_location()).contains("pa55word"));
+
+        let s = Settings::load(None, Overrides::default()).unwrap();
+        assert!(matches!(
+            s.store_location(),
+            crate::store::StoreLocation::Sqlite(p) if p.ends_with("baton.sqlite3")
+        ));
+
+        std::fs::write(&file, "database_url = \"mysql://db/baton\"\n").unwrap();
+        assert!(matches!(
+            Settings::load(Some(&file), Overrides::default()),
+            Err(ConfigError::Invalid {
+                key: "database_url",
                 ..
             })
         ));

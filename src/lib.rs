@@ -6,7 +6,8 @@
 //!
 //! The crate is organized by subject:
 //! - [`model`]: the conversation model, pure types.
-//! - [`store`]: the durable store behind one trait (SQLite by default).
+//! - [`store`]: the durable store behind one trait (SQLite by default, PostgreSQL for several
+//!   instances).
 //! - [`channels`]: one connector per channel behind one trait, and outbound delivery.
 //! - [`ingest`]: the inbound pipeline (store, then bot or handoff).
 //! - [`bot`]: the built-in FAQ bot and the external bot webhook.

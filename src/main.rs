@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand};
 
 use baton::analytics::ClickHouse;
 use baton::config::{Overrides, Settings};
-use baton::store::SqliteStore;
 use baton::web::Application;
 
 #[derive(Parser)]
@@ -100,9 +99,9 @@ async fn main() -> anyhow::Result<()> {
             let settings = load(common, None, false)?;
             baton::telemetry::init(&settings.log_format);
             std::fs::create_dir_all(&settings.data_dir)?;
-            SqliteStore::migrate(&settings.database_path())
+            baton::store::migrate(&settings.store_location())
                 .await
-                .context("SQLite migrations")?;
+                .context("store migrations")?;
             ClickHouse::new(
                 &settings.clickhouse_url,
                 &settings.clickhouse_database,
@@ -135,10 +134,9 @@ async fn main() -> anyhow::Result<()> {
             };
             let password = baton::model::Password::parse(&password)?;
             std::fs::create_dir_all(&settings.data_dir)?;
-            let store = SqliteStore::open(&settings.database_path())
+            let store = baton::store::open(&settings.store_location())
                 .await
                 .context("cannot open the store")?;
-            let store: baton::store::SharedStore = std::sync::Arc::new(store);
             let created =
                 baton::accounts::ensure_admin(&store, email.clone(), &name, &password).await?;
             if created {

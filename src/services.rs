@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::handoff::{Handoffs, Router};
 use crate::ingest::Pipeline;
 use crate::model::EmailAddress;
-use crate::store::{Role, SharedStore, SqliteStore};
+use crate::store::{Role, SharedStore};
 
 /// Everything a request handler or a worker needs.
 pub struct Services {
@@ -56,7 +56,6 @@ pub struct Services {
     /// The IMAP poller, when a mailbox is configured (its loop runs as a worker; tests can
     /// also drive single steps).
     pub imap: Option<ImapPoller>,
-    sqlite: Arc<SqliteStore>,
     shutdown: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -83,12 +82,9 @@ impl Services {
                 settings.data_dir.display()
             )
         })?;
-        let sqlite = Arc::new(
-            SqliteStore::open(&settings.database_path())
-                .await
-                .context("cannot open the store")?,
-        );
-        let store: SharedStore = sqlite.clone();
+        let store = crate::store::open(&settings.store_location())
+            .await
+            .context("cannot open the store")?;
         ensure_admin_token(&store, &settings).await?;
         // Empty values count as unset (docker compose passes `${VAR:-}` through as "").
         let admin_email = settings.admin_email.as_deref().filter(|e| !e.is_empty());
@@ -239,7 +235,6 @@ impl Services {
             reports: Default::default(),
             email,
             imap,
-            sqlite,
             shutdown,
             workers: Mutex::new(workers),
         }))
@@ -253,7 +248,7 @@ impl Services {
         for w in workers {
             let _ = w.await;
         }
-        self.sqlite.close().await;
+        self.store.close().await;
     }
 }
 

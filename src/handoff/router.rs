@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, watch};
@@ -91,11 +92,21 @@ struct Inner {
     dispatcher: Dispatcher,
     settings: RouterSettings,
     engine: Mutex<Engine>,
+    /// The store's routing version the engine reflects ([`UNVERSIONED`] for a store of one
+    /// instance). Read and written under the engine's lock.
+    seen: AtomicI64,
     kick: Notify,
     /// Bumped after every routing change that was stored: live views (the dashboard's live
     /// panel) wait on it instead of polling.
     activity: watch::Sender<u64>,
 }
+
+/// `seen` of a store without routing versions (SQLite: this router is the only one).
+const UNVERSIONED: i64 = i64::MIN;
+
+/// How often a step decided on a view another instance just changed is decided again on the
+/// fresh view before the caller gets [`StoreError::StaleRouting`].
+const STALE_RETRIES: usize = 3;
 
 fn now_ms() -> i64 {
     Timestamp::now().as_millis()
@@ -169,6 +180,7 @@ impl Router {
                 dispatcher,
                 settings,
                 engine: Mutex::new(Engine::new()),
+                seen: AtomicI64::new(UNVERSIONED),
                 kick: Notify::new(),
                 activity: watch::Sender::new(0),
             }),
@@ -212,6 +224,9 @@ impl Router {
     /// Rebuilds the engine from the store: the source of truth after a restart or a failed
     /// write.
     async fn rebuild(&self, engine: &mut Engine) -> Result<(), RouterError> {
+        // Read before the state: a change landing in between leaves the version behind the
+        // state, and the next sync reads both again (the other way round it would be missed).
+        let version = self.inner.store.routing_version().await?;
         let queues = self.queues().await?;
         let (agents, tickets) = self.inner.store.routing_state().await?;
         let now = now_ms();
@@ -270,7 +285,32 @@ impl Router {
                 .collect(),
         };
         *engine = Engine::restore(queues, snapshot)?;
+        self.inner
+            .seen
+            .store(version.unwrap_or(UNVERSIONED), Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Brings the engine up to the store when another gateway instance (or a store step such
+    /// as closing a ticket) changed routing since the engine last read or wrote it, and routes
+    /// what the fresh state allows (into `out`). Returns whether it rebuilt. A store of one
+    /// instance has no versions, and this does nothing.
+    async fn sync(
+        &self,
+        engine: &mut Engine,
+        out: &mut Vec<Decision>,
+    ) -> Result<bool, RouterError> {
+        let Some(version) = self.inner.store.routing_version().await? else {
+            return Ok(false);
+        };
+        if version == self.inner.seen.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.rebuild(engine).await?;
+        out.extend(engine.tick(now_ms()));
+        // Live views on this instance show what the others changed.
+        self.touched();
+        Ok(true)
     }
 
     /// Writes what the engine decided; on failure rebuilds the engine from the store.
@@ -281,8 +321,10 @@ impl Router {
         notes: Vec<(HandoffId, HandoffNote)>,
     ) -> Result<(), RouterError> {
         let now = Timestamp::now();
+        let seen = self.inner.seen.load(Ordering::SeqCst);
         let mut batch = RoutingBatch {
             notes,
+            decided_at: (seen != UNVERSIONED).then_some(seen),
             ..RoutingBatch::default()
         };
         let mut touched = BTreeSet::new();
@@ -379,8 +421,13 @@ impl Router {
             .iter()
             .filter(|e| e.kind == HandoffEventKind::Offered)
             .count();
+        let decided_at = batch.decided_at;
         match self.inner.store.apply_routing(batch).await {
             Ok(sent) => {
+                // The write moved the version by exactly one: the engine is that state.
+                if let Some(v) = decided_at {
+                    self.inner.seen.store(v + 1, Ordering::SeqCst);
+                }
                 self.touched();
                 if offers > 0 {
                     tracing::info!(offers, "tickets offered to agents");
@@ -396,22 +443,64 @@ impl Router {
 
     /// Runs `f` on the engine under the lock and persists what it decided. A refusal changes
     /// nothing (the timers it ran are persisted); a failed write rebuilds the engine.
-    async fn change<F>(&self, notes: Vec<(HandoffId, HandoffNote)>, f: F) -> Result<(), RouterError>
+    async fn change<F>(
+        &self,
+        notes: Vec<(HandoffId, HandoffNote)>,
+        mut f: F,
+    ) -> Result<(), RouterError>
     where
-        F: FnOnce(&mut Engine, i64, &mut Vec<Decision>) -> Result<(), EngineError>,
+        F: FnMut(&mut Engine, i64, &mut Vec<Decision>) -> Result<(), EngineError>,
     {
         let mut engine = self.inner.engine.lock().await;
-        let mut out = Vec::new();
-        let result = f(&mut engine, now_ms(), &mut out);
-        let notes = if result.is_ok() { notes } else { Vec::new() };
-        if let Err(e) = self.persist(&engine, out, notes).await {
-            tracing::error!(error = %e, "could not store a routing step; rebuilding the router from the store");
-            if let Err(r) = self.rebuild(&mut engine).await {
-                tracing::error!(error = %r, "rebuilding the router failed");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = Vec::new();
+            self.sync(&mut engine, &mut out).await?;
+            let result = f(&mut engine, now_ms(), &mut out);
+            let notes = if result.is_ok() {
+                notes.clone()
+            } else {
+                Vec::new()
+            };
+            match self.persist(&engine, out, notes).await {
+                Ok(()) => return result.map_err(RouterError::from),
+                // Another instance routed meanwhile: decide again on what it left.
+                Err(RouterError::Store(StoreError::StaleRouting)) if attempt < STALE_RETRIES => {
+                    self.rebuild(&mut engine).await?;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not store a routing step; rebuilding the router from the store");
+                    if let Err(r) = self.rebuild(&mut engine).await {
+                        tracing::error!(error = %r, "rebuilding the router failed");
+                    }
+                    return Err(e);
+                }
             }
-            return Err(e);
         }
-        result.map_err(RouterError::from)
+    }
+
+    /// Routes what the engine (brought up to the store) allows and stores it, deciding again
+    /// when another instance routed meanwhile. For steps whose own change the store already
+    /// made (a ticket enqueued, closed, abandoned): `out` holds what the engine decided on it.
+    async fn settle(&self, engine: &mut Engine, mut out: Vec<Decision>) -> Result<(), RouterError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.persist(engine, out, Vec::new()).await {
+                Ok(()) => return Ok(()),
+                Err(RouterError::Store(StoreError::StaleRouting)) if attempt < STALE_RETRIES => {
+                    self.rebuild(engine).await?;
+                    out = engine.tick(now_ms());
+                }
+                Err(e) => {
+                    if let Err(r) = self.rebuild(engine).await {
+                        tracing::error!(error = %r, "rebuilding the router failed");
+                    }
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// A new ticket (already stored as queued): into its queue, offered at once if someone
@@ -458,8 +547,15 @@ impl Router {
             last_agent: last.map(|(a, at)| (a, at.as_millis())),
         };
         let mut out = Vec::new();
-        let result = engine.enqueue(spec, now_ms(), &mut out);
-        let persisted = self.persist(&engine, out, Vec::new()).await;
+        // A rebuild reads the ticket back from the store (it is stored as queued), and
+        // routes it with the rest.
+        let known = self.sync(&mut engine, &mut out).await? && engine.ticket(handoff.id).is_some();
+        let result = if known {
+            Ok(())
+        } else {
+            engine.enqueue(spec, now_ms(), &mut out)
+        };
+        let persisted = self.settle(&mut engine, out).await;
         if let Err(e) = persisted.and(result.map_err(RouterError::from)) {
             if let Err(r) = self.rebuild(&mut engine).await {
                 tracing::error!(error = %r, "rebuilding the router failed");
@@ -588,19 +684,20 @@ impl Router {
         let mut engine = self.inner.engine.lock().await;
         let handoff = self.inner.store.ticket_step(ticket, step, agent).await?;
         let mut out = Vec::new();
-        let now = now_ms();
-        let result = match step {
-            TicketStep::Resolve => engine.resolve(ticket, now, &mut out),
-            _ => engine.release(ticket, now, &mut out),
-        };
-        if let Err(e) = result {
-            // The store closed it; an engine that did not know it is simply behind.
-            tracing::warn!(handoff_id = %ticket, error = %e, "closed a ticket the router did not hold");
+        // A store shared by several instances: the step moved the routing version, and the
+        // engine reads the store again (without the closed ticket) instead.
+        if !self.sync(&mut engine, &mut out).await? {
+            let now = now_ms();
+            let result = match step {
+                TicketStep::Resolve => engine.resolve(ticket, now, &mut out),
+                _ => engine.release(ticket, now, &mut out),
+            };
+            if let Err(e) = result {
+                // The store closed it; an engine that did not know it is simply behind.
+                tracing::warn!(handoff_id = %ticket, error = %e, "closed a ticket the router did not hold");
+            }
         }
-        if let Err(e) = self.persist(&engine, out, Vec::new()).await {
-            self.rebuild(&mut engine).await?;
-            return Err(e);
-        }
+        self.settle(&mut engine, out).await?;
         self.touched();
         Ok(handoff)
     }
@@ -627,7 +724,7 @@ impl Router {
             created_at: Timestamp::now(),
         };
         self.change(vec![(ticket, note)], |e, now, out| {
-            e.transfer(ticket, to, now, out)
+            e.transfer(ticket, to.clone(), now, out)
         })
         .await
     }
@@ -637,7 +734,9 @@ impl Router {
         let a = self.inner.store.agent(agent).await?;
         let spec = agent_spec(&a);
         let result = self
-            .change(Vec::new(), |e, now, out| e.upsert_agent(spec, now, out))
+            .change(Vec::new(), |e, now, out| {
+                e.upsert_agent(spec.clone(), now, out)
+            })
             .await;
         // Presence and load show on the live panel even when nothing was routed.
         self.touched();
@@ -649,6 +748,7 @@ impl Router {
         let json = serde_json::to_value(&queue).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut engine = self.inner.engine.lock().await;
         let mut out = Vec::new();
+        self.sync(&mut engine, &mut out).await?;
         // Checked by the engine first, so a bad queue is never stored.
         let mut probe = Vec::new();
         let mut copy = self.queues().await?;
@@ -660,7 +760,7 @@ impl Router {
             .set_queue_settings(queue.team.as_str().to_owned(), json)
             .await?;
         engine.configure_queues(vec![queue], now_ms(), &mut out)?;
-        self.persist(&engine, out, Vec::new()).await
+        self.settle(&mut engine, out).await
     }
 
     /// Every queue's settings.
@@ -693,11 +793,12 @@ impl Router {
     pub async fn tick(&self) -> Result<(), RouterError> {
         {
             let mut engine = self.inner.engine.lock().await;
-            let decisions = engine.tick(now_ms());
-            if let Err(e) = self.persist(&engine, decisions, Vec::new()).await {
-                self.rebuild(&mut engine).await?;
-                return Err(e);
+            // Tickets and agents other instances changed come in here, within a second.
+            let mut decisions = Vec::new();
+            if !self.sync(&mut engine, &mut decisions).await? {
+                decisions = engine.tick(now_ms());
             }
+            self.settle(&mut engine, decisions).await?;
         }
         self.abandon_silent().await?;
         self.update_waiting().await?;
@@ -716,8 +817,10 @@ impl Router {
             match self.inner.store.abandon(id).await {
                 Ok(_) => {
                     let mut out = Vec::new();
-                    let _ = engine.release(id, now_ms(), &mut out);
-                    self.persist(&engine, out, Vec::new()).await?;
+                    if !self.sync(&mut engine, &mut out).await? {
+                        let _ = engine.release(id, now_ms(), &mut out);
+                    }
+                    self.settle(&mut engine, out).await?;
                     self.touched();
                     tracing::info!(handoff_id = %id, "the customer left while waiting; ticket abandoned");
                 }

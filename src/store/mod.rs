@@ -1,16 +1,48 @@
 //! The durable store: customers, conversations, messages, handoffs, agents, tokens and the
 //! event outbox.
 //!
-//! Everything above this module talks to the [`Store`] trait, never to SQL, so a PostgreSQL
-//! backend for several gateway instances is a second implementation of the same trait. The
-//! embedded default is [`SqliteStore`].
+//! Everything above this module talks to the [`Store`] trait, never to SQL. The embedded
+//! default is [`SqliteStore`] (one gateway instance); [`PgStore`] keeps the store in a
+//! PostgreSQL database that several instances share ([`StoreLocation`] says which).
 //!
 //! Each method is one transaction: a state change and the handoff events it causes commit
 //! together or not at all, so analytics can never disagree with the store.
 
+mod postgres;
+mod rows;
 mod sqlite;
 
+pub use postgres::{PgStore, is_postgres_url};
 pub use sqlite::SqliteStore;
+
+/// Where the store lives.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The embedded SQLite file (one gateway instance).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database, by URL (a secret: it may hold a password).
+    Postgres(secrecy::SecretString),
+}
+
+/// Opens the store at `location`, applying migrations.
+pub async fn open(location: &StoreLocation) -> Result<SharedStore, StoreError> {
+    use secrecy::ExposeSecret;
+    Ok(match location {
+        StoreLocation::Sqlite(path) => std::sync::Arc::new(SqliteStore::open(path).await?),
+        StoreLocation::Postgres(url) => {
+            std::sync::Arc::new(PgStore::open(url.expose_secret()).await?)
+        }
+    })
+}
+
+/// Applies migrations at `location` and closes the store (`baton migrate`).
+pub async fn migrate(location: &StoreLocation) -> Result<(), StoreError> {
+    use secrecy::ExposeSecret;
+    match location {
+        StoreLocation::Sqlite(path) => SqliteStore::migrate(path).await,
+        StoreLocation::Postgres(url) => PgStore::migrate(url.expose_secret()).await,
+    }
+}
 
 use async_trait::async_trait;
 
@@ -47,9 +79,38 @@ pub enum StoreError {
     /// Anything else from the driver.
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// Another gateway instance changed routing (offered a ticket, an agent went offline)
+    /// since the router last read it: the router reads again and decides again.
+    #[error("routing changed on another gateway instance; try again")]
+    StaleRouting,
     /// Migrations failed.
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound("row"),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) => {
+                let unavailable = match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    Some(pg) => postgres::unavailable(pg.code()),
+                    None => sqlite::unavailable(db.code().as_deref()),
+                };
+                if unavailable {
+                    StoreError::Unavailable(e)
+                } else {
+                    StoreError::Database(e)
+                }
+            }
+            _ => StoreError::Database(e),
+        }
+    }
 }
 
 /// Who sent an inbound message, as the channel describes them.
@@ -332,6 +393,10 @@ pub struct RoutingBatch {
     pub notes: Vec<(HandoffId, HandoffNote)>,
     /// Notices for waiting customers.
     pub notices: Vec<WaitingNotice>,
+    /// The routing version (see [`Store::routing_version`]) the router decided this step at:
+    /// the write fails with [`StoreError::StaleRouting`] if another gateway instance changed
+    /// routing since, and moves the version by exactly one otherwise. `None`: not checked.
+    pub decided_at: Option<i64>,
 }
 
 impl RoutingBatch {
@@ -974,6 +1039,14 @@ pub trait Store: Send + Sync + 'static {
         last_uid: u32,
     ) -> Result<(), StoreError>;
 
+    /// A counter that moves with every routing change any gateway instance sharing the store
+    /// makes (tickets offered, accepted, closed; agents' presence and capacity), so a router
+    /// can tell whether the state it holds is still the stored one. `None` for a store that
+    /// only one instance uses (SQLite): its router is the only one and never re-reads.
+    async fn routing_version(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
     /// Every open ticket's routing state and every agent's, for the router to rebuild itself.
     async fn routing_state(&self) -> Result<(Vec<AgentRouting>, Vec<OpenTicket>), StoreError>;
 
@@ -1063,6 +1136,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The context package of a ticket.
     async fn handoff_context(&self, id: HandoffId) -> Result<HandoffContext, StoreError>;
+
+    /// Closes the store's connections, waiting for work in flight (at shutdown).
+    async fn close(&self);
 }
 
 /// The bytes of a file that arrived inside a message (email attachments).

@@ -119,6 +119,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(why) => ApiError::Conflict(why),
             StoreError::IllegalTransition(t) => ApiError::Conflict(t.to_string()),
             StoreError::NotYours => ApiError::Forbidden(e.to_string()),
+            StoreError::StaleRouting => ApiError::Conflict(e.to_string()),
             StoreError::Unavailable(_) => ApiError::Unavailable(e.into()),
             other => ApiError::Internal(other.into()),
         }

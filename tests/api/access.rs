@@ -705,22 +705,27 @@ async fn every_page_is_served_with_security_headers() {
 
 #[tokio::test]
 async fn the_first_admin_is_created_from_the_command_line_with_the_password_on_stdin() {
+    use secrecy::ExposeSecret;
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args([
-            "admin",
-            "create",
-            "--email",
-            "root@example.com",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env_remove("BATON_ADMIN_PASSWORD")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let settings = crate::helpers::test_settings(&dir);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_baton"));
+    cmd.args([
+        "admin",
+        "create",
+        "--email",
+        "root@example.com",
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .env_remove("BATON_ADMIN_PASSWORD")
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
+    // The same store the gateway below opens.
+    if let Some(url) = &settings.database_url {
+        cmd.env("BATON_DATABASE_URL", url.expose_secret());
+    }
+    let mut child = cmd.spawn().unwrap();
     child
         .stdin
         .take()
@@ -731,12 +736,7 @@ async fn the_first_admin_is_created_from_the_command_line_with_the_password_on_s
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("root@example.com"));
 
-    let settings = {
-        let d = std::sync::Arc::new(dir);
-        let s = crate::helpers::test_settings(&d);
-        (s, d)
-    };
-    let app = crate::helpers::restart_with(settings.0, settings.1).await;
+    let app = crate::helpers::restart_with(settings, dir).await;
     let session = app.sign_in("root@example.com", PASSWORD).await;
     let r = app
         .client

@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::json;
-use sqlx::Row;
 
-use crate::helpers::{ADMIN_TOKEN, clickhouse_url, free_port};
+use crate::helpers::{ADMIN_TOKEN, StoreDb, clickhouse_url, free_port};
 
 /// A gateway process on its own data folder, port and ClickHouse database.
 struct Gateway {
     dir: PathBuf,
     port: u16,
     database: String,
+    /// The PostgreSQL store, when the suite runs against one; else the SQLite file in `dir`.
+    database_url: Option<String>,
     file_size_limit: Option<u64>,
     child: Option<Child>,
 }
@@ -27,6 +28,7 @@ impl Gateway {
             dir: dir.to_path_buf(),
             port: free_port(),
             database: format!("baton_faults_{}", uuid::Uuid::new_v4().simple()),
+            database_url: crate::helpers::postgres_store().then(crate::helpers::fresh_database_url),
             file_size_limit: None,
             child: None,
         }
@@ -51,6 +53,9 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("BATON_DATABASE_URL", url);
+        }
         if let Some(limit) = self.file_size_limit {
             unsafe {
                 use std::os::unix::process::CommandExt;
@@ -102,13 +107,12 @@ impl Gateway {
         }
     }
 
-    async fn database(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!(
-            "sqlite://{}?mode=ro",
-            self.dir.join("baton.sqlite3").display()
-        ))
+    async fn database(&self) -> StoreDb {
+        StoreDb::open(
+            self.database_url.as_deref(),
+            &self.dir.join("baton.sqlite3"),
+        )
         .await
-        .unwrap()
     }
 }
 
@@ -201,13 +205,13 @@ async fn every_acknowledged_message_and_every_event_survives_sigkill_at_random_m
     // Let the bot and the router settle, then a graceful stop that flushes the shipper.
     let pool = gw.database().await;
     crate::helpers::eventually("every message handled", || async {
-        let waiting: i64 = sqlx::query(
-            "SELECT count(*) AS n FROM messages WHERE direction = 'in' AND needs_processing = 1",
-        )
-        .fetch_one(&pool)
-        .await
-        .ok()?
-        .get("n");
+        let waiting = pool
+            .number(
+                "SELECT count(*) AS n FROM messages
+                 WHERE direction = 'in' AND needs_processing <> FALSE",
+            )
+            .await
+            .ok()?;
         (waiting == 0).then_some(())
     })
     .await;
@@ -216,34 +220,30 @@ async fn every_acknowledged_message_and_every_event_survives_sigkill_at_random_m
     assert!(status.success(), "SIGTERM exit: {status:?}");
 
     let pool = gw.database().await;
-    let rows = sqlx::query(
-        "SELECT external_id, count(*) AS n FROM messages WHERE direction = 'in' AND external_id LIKE 'crash-%'
-         GROUP BY external_id",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, i64)> = pool
+        .fetch(
+            "SELECT external_id, count(*) AS n FROM messages WHERE direction = 'in' AND external_id LIKE 'crash-%'
+             GROUP BY external_id",
+        )
+        .await
+        .unwrap();
     let stored: BTreeSet<u64> = rows
         .iter()
-        .map(|r| {
-            let n: i64 = r.get("n");
-            let id: String = r.get("external_id");
-            assert_eq!(n, 1, "{id} stored {n} times");
+        .map(|(id, n)| {
+            assert_eq!(*n, 1, "{id} stored {n} times");
             id.trim_start_matches("crash-").parse().unwrap()
         })
         .collect();
     assert_eq!(stored, acked, "every acknowledged message is stored");
-    let outbox: i64 = sqlx::query("SELECT count(*) AS n FROM event_outbox")
-        .fetch_one(&pool)
+    let outbox = pool
+        .number("SELECT count(*) AS n FROM event_outbox")
         .await
-        .unwrap()
-        .get("n");
+        .unwrap();
     assert_eq!(outbox, 0, "the shutdown flushed the shipper");
-    let handoffs: i64 = sqlx::query("SELECT count(*) AS n FROM handoffs")
-        .fetch_one(&pool)
+    let handoffs = pool
+        .number("SELECT count(*) AS n FROM handoffs")
         .await
-        .unwrap()
-        .get("n");
+        .unwrap();
     assert!(handoffs > 0);
 
     // ClickHouse: every handoff's request once, no event twice.
@@ -272,6 +272,9 @@ fn acked_count(answers: &[(u64, Option<u16>)]) -> usize {
 
 #[tokio::test]
 async fn a_store_that_cannot_write_answers_503_and_never_acknowledges_what_it_did_not_store() {
+    crate::sqlite_only!(
+        "it limits the size of the gateway's own files; PostgreSQL's files belong to its server"
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut gw = Gateway::new(dir.path());
     gw.start().await;
@@ -314,20 +317,15 @@ async fn a_store_that_cannot_write_answers_503_and_never_acknowledges_what_it_di
     gw.file_size_limit = None;
     gw.start().await;
     let pool = gw.database().await;
-    let rows = sqlx::query(
-        "SELECT external_id FROM messages WHERE direction = 'in' AND external_id LIKE 'crash-%'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String,)> = pool
+        .fetch(
+            "SELECT external_id FROM messages WHERE direction = 'in' AND external_id LIKE 'crash-%'",
+        )
+        .await
+        .unwrap();
     let stored: BTreeSet<u64> = rows
         .iter()
-        .map(|r| {
-            r.get::<String, _>("external_id")
-                .trim_start_matches("crash-")
-                .parse()
-                .unwrap()
-        })
+        .map(|(id,)| id.trim_start_matches("crash-").parse().unwrap())
         .collect();
     assert!(
         acked.is_subset(&stored),

@@ -1,6 +1,10 @@
 //! The one spawn helper: starts the gateway on port 0 against its own temp data folder and its
 //! own database in a private ClickHouse server that this test binary starts (and that dies with
 //! it). Set BATON_TEST_CLICKHOUSE_URL to use an already running private server instead.
+//!
+//! The store is the SQLite file in the data folder; with BATON_TEST_STORE=postgres it is a fresh
+//! database (created by the gateway on start) in a private PostgreSQL server that this test
+//! binary starts the same way (initdb into a temp folder, Unix socket only).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -19,6 +23,85 @@ use tempfile::TempDir;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 static CLICKHOUSE: OnceLock<String> = OnceLock::new();
+static POSTGRES: OnceLock<(PathBuf, u16)> = OnceLock::new();
+
+/// Whether the store under test is PostgreSQL (BATON_TEST_STORE=postgres).
+pub fn postgres_store() -> bool {
+    std::env::var("BATON_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// Skips the rest of a test that needs the SQLite store (it looks into the file, or fills the
+/// disk under it) when the suite runs against PostgreSQL, saying why.
+#[macro_export]
+macro_rules! sqlite_only {
+    ($why:literal) => {
+        if $crate::helpers::postgres_store() {
+            eprintln!("skipped under BATON_TEST_STORE=postgres: {}", $why);
+            return;
+        }
+    };
+}
+
+/// Skips a test that needs PostgreSQL (several instances on one database) when the suite runs
+/// against SQLite, saying why.
+#[macro_export]
+macro_rules! postgres_only {
+    ($why:literal) => {
+        if !$crate::helpers::postgres_store() {
+            eprintln!("skipped without BATON_TEST_STORE=postgres: {}", $why);
+            return;
+        }
+    };
+}
+
+/// A URL for a new, empty database in the private PostgreSQL server (started on first use).
+pub fn fresh_database_url() -> String {
+    let (dir, port) = POSTGRES.get_or_init(start_private_postgres);
+    format!(
+        "postgres://baton@localhost/baton_test_{}?host={}&port={port}",
+        uuid::Uuid::new_v4().simple(),
+        dir.display()
+    )
+}
+
+/// Starts this binary's PostgreSQL server (its cluster and socket in a temp folder named after
+/// this process, which the server's script removes once this process is gone).
+fn start_private_postgres() -> (PathBuf, u16) {
+    sweep_dead_servers_folders();
+    let dir = std::env::temp_dir().join(format!("baton-test-postgres-{}", std::process::id()));
+    let port = free_port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres-private.sh");
+    let log_path =
+        std::env::temp_dir().join(format!("baton-test-postgres-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    // Not tied to this process by PDEATHSIG (the server runs as another user, which clears
+    // it): the script watches this process and stops the server when it is gone.
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .arg(&dir)
+        .arg(port.to_string())
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cannot start the private PostgreSQL server");
+    std::thread::spawn(move || child.wait());
+    // The socket appears before the server takes connections ("the database system is
+    // starting up"); its log says when it does.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("ready to accept connections")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "private PostgreSQL server did not start (see its log in the temp folder)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (dir, port)
+}
 
 /// A port nobody listens on right now (another process may still take it first).
 pub fn free_port() -> u16 {
@@ -100,7 +183,10 @@ fn sweep_dead_servers_folders() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("baton-test-clickhouse-") else {
+        let Some(rest) = name
+            .strip_prefix("baton-test-clickhouse-")
+            .or_else(|| name.strip_prefix("baton-test-postgres-"))
+        else {
             continue;
         };
         let pid = rest.trim_end_matches(".log");
@@ -234,6 +320,7 @@ pub fn test_settings(data_dir: &TempDir) -> Settings {
         data_dir: data_dir.path().to_path_buf(),
         clickhouse_url: clickhouse_url(),
         clickhouse_database: format!("baton_test_{}", uuid::Uuid::new_v4().simple()),
+        database_url: postgres_store().then(|| fresh_database_url().into()),
         api_token: Some(ADMIN_TOKEN.to_owned().into()),
         ship_interval_ms: 100,
         ..Settings::default()
@@ -538,6 +625,73 @@ impl SseReader {
             if pred(&v) {
                 return v;
             }
+        }
+    }
+}
+
+/// A direct connection to a test gateway's store, for the few tests that look at (or change)
+/// rows themselves. SQL given to it must read the same on SQLite and PostgreSQL (no `?`
+/// parameters, booleans compared with TRUE/FALSE).
+pub enum StoreDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl StoreDb {
+    /// The store of a gateway started with `settings`.
+    pub async fn of(settings: &Settings) -> Self {
+        use secrecy::ExposeSecret;
+        Self::open(
+            settings.database_url.as_ref().map(|u| u.expose_secret()),
+            &settings.database_path(),
+        )
+        .await
+    }
+
+    /// The PostgreSQL database at `url`, else the SQLite file at `path`.
+    pub async fn open(url: Option<&str>, path: &std::path::Path) -> Self {
+        match url {
+            Some(url) => Self::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+            None => Self::Sqlite(
+                sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// Runs a statement.
+    pub async fn execute(&self, sql: &'static str) {
+        match self {
+            Self::Sqlite(db) => drop(sqlx::query(sql).execute(db).await.unwrap()),
+            Self::Postgres(db) => drop(sqlx::query(sql).execute(db).await.unwrap()),
+        }
+    }
+
+    /// The rows of a query.
+    pub async fn fetch<T>(&self, sql: &'static str) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        match self {
+            Self::Sqlite(db) => sqlx::query_as(sql).fetch_all(db).await,
+            Self::Postgres(db) => sqlx::query_as(sql).fetch_all(db).await,
+        }
+    }
+
+    /// The one number a query returns (a count).
+    pub async fn number(&self, sql: &'static str) -> Result<i64, sqlx::Error> {
+        let rows: Vec<(i64,)> = self.fetch(sql).await?;
+        Ok(rows.first().map(|r| r.0).unwrap_or(0))
+    }
+
+    pub async fn close(self) {
+        match self {
+            Self::Sqlite(db) => db.close().await,
+            Self::Postgres(db) => db.close().await,
         }
     }
 }

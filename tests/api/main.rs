@@ -1,4 +1,5 @@
-//! Black-box tests: the real gateway on a loopback port, a temp SQLite file, a real ClickHouse.
+//! Black-box tests: the real gateway on a loopback port, a temp SQLite file (or, with
+//! BATON_TEST_STORE=postgres, a database in a private PostgreSQL server), a real ClickHouse.
 
 mod access;
 mod analytics;
@@ -9,6 +10,7 @@ mod email;
 mod faults;
 mod handoff;
 mod helpers;
+mod instances;
 mod mail_servers;
 mod messages;
 mod outages;

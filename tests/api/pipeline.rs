@@ -11,7 +11,7 @@ use baton::model::{
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, PrivateClickHouse, TestApp, eventually, eventually_within, spawn_app_with,
+    ADMIN_TOKEN, PrivateClickHouse, StoreDb, TestApp, eventually, eventually_within, spawn_app_with,
 };
 
 /// How many events ClickHouse holds: (rows as reports count them, distinct event ids).
@@ -213,36 +213,42 @@ async fn refuse_poison(app: &TestApp) {
 
 /// Writes rows straight into the outbox, as a hand-edited database or a newer version would.
 async fn craft_outbox_rows(app: &TestApp, payloads: &[(String, String)]) {
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.settings.database_path().display()
-    ))
-    .await
-    .unwrap();
+    let db = StoreDb::of(&app.settings).await;
     for (event_id, payload) in payloads {
-        sqlx::query("INSERT INTO event_outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
-            .bind(event_id)
-            .bind(payload)
-            .bind(Timestamp::now().as_millis())
-            .execute(&db)
-            .await
-            .unwrap();
+        match &db {
+            StoreDb::Sqlite(db) => drop(
+                sqlx::query(
+                    "INSERT INTO event_outbox (event_id, payload, created_at) VALUES (?, ?, ?)",
+                )
+                .bind(event_id)
+                .bind(payload)
+                .bind(Timestamp::now().as_millis())
+                .execute(db)
+                .await
+                .unwrap(),
+            ),
+            StoreDb::Postgres(db) => drop(
+                sqlx::query(
+                    "INSERT INTO event_outbox (event_id, payload, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(event_id)
+                .bind(payload)
+                .bind(Timestamp::now().as_millis())
+                .execute(db)
+                .await
+                .unwrap(),
+            ),
+        }
     }
     db.close().await;
 }
 
 async fn dead_letters(app: &TestApp) -> Vec<(String, String)> {
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.settings.database_path().display()
-    ))
-    .await
-    .unwrap();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT event_id, error FROM event_dead_letters ORDER BY seq")
-            .fetch_all(&db)
-            .await
-            .unwrap();
+    let db = StoreDb::of(&app.settings).await;
+    let rows: Vec<(String, String)> = db
+        .fetch("SELECT event_id, error FROM event_dead_letters ORDER BY seq")
+        .await
+        .unwrap();
     db.close().await;
     rows
 }

@@ -1,5 +1,5 @@
 use baton::model::{ChannelKind, Identity, MessageText};
-use baton::store::{InboundMessage, SenderProfile, SqliteStore, Store};
+use baton::store::{InboundMessage, SenderProfile};
 
 use crate::helpers::{spawn_app, test_settings};
 
@@ -69,7 +69,9 @@ async fn a_message_stored_before_a_crash_is_answered_after_the_restart() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let settings = test_settings(&dir);
     std::fs::create_dir_all(&settings.data_dir).unwrap();
-    let store = SqliteStore::open(&settings.database_path()).await.unwrap();
+    let store = baton::store::open(&settings.store_location())
+        .await
+        .unwrap();
     let receipt = store
         .ingest(InboundMessage {
             channel: ChannelKind::Api,

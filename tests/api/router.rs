@@ -587,30 +587,25 @@ async fn concurrent_requests_never_give_a_ticket_to_two_agents_or_an_agent_more_
         }
     }
     // The store agrees with the rules: per agent, offered + owned never above 2.
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.settings.database_path().display()
-    ))
-    .await
-    .unwrap();
-    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT assigned_agent_id, count(*) FROM handoffs
-         WHERE status IN ('assigned', 'accepted') GROUP BY assigned_agent_id",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let db = crate::helpers::StoreDb::of(&app.settings).await;
+    let rows: Vec<(Option<String>, i64)> = db
+        .fetch(
+            "SELECT assigned_agent_id, count(*) FROM handoffs
+             WHERE status IN ('assigned', 'accepted') GROUP BY assigned_agent_id",
+        )
+        .await
+        .unwrap();
     for (agent, n) in &rows {
         assert!(agent.is_some(), "an offered ticket without an agent");
         assert!(*n <= 2, "{agent:?} holds {n} tickets");
     }
-    let open_conversations: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT c.status, c.assigned_agent_id, h.assigned_agent_id FROM conversations c
-         JOIN handoffs h ON h.conversation_id = c.id AND h.status IN ('assigned', 'accepted')",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let open_conversations: Vec<(String, Option<String>, Option<String>)> = db
+        .fetch(
+            "SELECT c.status, c.assigned_agent_id, h.assigned_agent_id FROM conversations c
+             JOIN handoffs h ON h.conversation_id = c.id AND h.status IN ('assigned', 'accepted')",
+        )
+        .await
+        .unwrap();
     for (status, conv_agent, ticket_agent) in open_conversations {
         assert_eq!(
             conv_agent, ticket_agent,
@@ -618,9 +613,6 @@ async fn concurrent_requests_never_give_a_ticket_to_two_agents_or_an_agent_more_
         );
     }
     // And the router still works: every remaining ticket is eventually accounted for.
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM handoffs")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let total = db.number("SELECT count(*) FROM handoffs").await.unwrap();
     assert_eq!(total, 30);
 }

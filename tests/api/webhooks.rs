@@ -569,16 +569,9 @@ async fn an_agent_reply_outside_whatsapps_window_is_refused_at_once_with_the_rea
     assert_eq!(ok.status(), 201);
 
     // The customer's message is now two days old.
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.settings.database_path().display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("UPDATE messages SET created_at = created_at - 172800000 WHERE direction = 'in'")
-        .execute(&db)
-        .await
-        .unwrap();
+    let db = crate::helpers::StoreDb::of(&app.settings).await;
+    db.execute("UPDATE messages SET created_at = created_at - 172800000 WHERE direction = 'in'")
+        .await;
     let refused = app
         .post_json(&path, &token, json!({"text": "Too late"}))
         .await;

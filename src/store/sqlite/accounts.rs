@@ -1,10 +1,10 @@
 //! Accounts: users, browser sessions, users' API tokens and the audit log.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::{corrupt, parse_col};
-use crate::model::{EmailAddress, Team, Timestamp, User, UserId, UserRole};
+use crate::model::{EmailAddress, Timestamp, User, UserId, UserRole};
+use crate::store::rows::{row_user, teams_json};
 use crate::store::{
     AuditEntry, AuditQuery, AuditRecord, LoginCandidate, NewSession, NewUser, Principal, Role,
     Session, StoreError, TokenInfo, UserUpdate,
@@ -17,33 +17,6 @@ macro_rules! user_columns {
         "u.id, u.email, u.name, u.role, u.password_hash, u.disabled_at, u.created_at, \
          CASE WHEN u.role = 'agent' THEN coalesce(a.teams, '[]') ELSE u.teams END AS teams"
     };
-}
-
-fn teams_json(teams: &[Team]) -> String {
-    serde_json::to_string(&teams.iter().map(Team::as_str).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into())
-}
-
-pub(super) fn row_user(row: &SqliteRow) -> Result<User, StoreError> {
-    let teams: String = row.try_get("teams")?;
-    let teams: Vec<String> =
-        serde_json::from_str(&teams).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let password: Option<String> = row.try_get("password_hash")?;
-    let disabled: Option<i64> = row.try_get("disabled_at")?;
-    Ok(User {
-        id: parse_col(row, "id")?,
-        email: EmailAddress::parse(&row.try_get::<String, _>("email")?).map_err(corrupt)?,
-        name: row.try_get("name")?,
-        role: parse_col(row, "role")?,
-        teams: teams
-            .iter()
-            .map(|t| Team::parse(t))
-            .collect::<Result<_, _>>()
-            .map_err(corrupt)?,
-        has_password: password.is_some(),
-        disabled: disabled.is_some(),
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-    })
 }
 
 /// Adds an agent's user, in the transaction that adds the agent.

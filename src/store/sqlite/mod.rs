@@ -7,7 +7,6 @@
 //! fsync, which is what makes durable acknowledgements cheap.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,8 +24,13 @@ mod routing;
 mod writer;
 use writer::{Job, Work};
 
+use super::rows::{
+    check_owner, corrupt, decode_outbox_payload, json_col, opt_ts, parse_col, parse_opt_col,
+    parse_skills, prefixed_conversation, row_agent, row_conversation, row_handoff, row_message,
+    skills_json, truncate_error, ts,
+};
 use super::*;
-use crate::model::{CustomerId, HandoffEventKind, IdentityKind, ParseError};
+use crate::model::{CustomerId, HandoffEventKind, IdentityKind};
 
 /// How often the checkpointer copies committed pages from the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -232,60 +236,12 @@ async fn checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
     pool.close().await;
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::RowNotFound => StoreError::NotFound("row"),
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            sqlx::Error::Database(db) => {
-                // SQLite's primary result code is the low byte of the extended code.
-                let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0) & 0xff;
-                match code {
-                    // BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN
-                    5 | 6 | 8 | 10 | 11 | 13 | 14 => StoreError::Unavailable(e),
-                    _ => StoreError::Database(e),
-                }
-            }
-            _ => StoreError::Database(e),
-        }
-    }
-}
-
-fn corrupt(e: ParseError) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn parse_col<T: FromStr<Err = ParseError>>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
-    let s: String = row.try_get(col)?;
-    s.parse().map_err(corrupt)
-}
-
-fn parse_opt_col<T: FromStr<Err = ParseError>>(
-    row: &SqliteRow,
-    col: &str,
-) -> Result<Option<T>, StoreError> {
-    let s: Option<String> = row.try_get(col)?;
-    s.map(|s| s.parse().map_err(corrupt)).transpose()
-}
-
-fn ts(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
-    Ok(Timestamp::from_millis(row.try_get(col)?))
-}
-
-fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row
-        .try_get::<Option<i64>, _>(col)?
-        .map(Timestamp::from_millis))
-}
-
-/// An error text as stored with a dead letter: at most 2 KiB (ClickHouse quotes the offending
-/// data, which can be large), cut on a character boundary.
-/// One outbox payload, decoded; a payload that no longer parses says why.
-fn decode_outbox_payload(payload: &str) -> Result<HandoffEvent, String> {
-    serde_json::from_str(payload).map_err(|e| format!("stored payload does not parse: {e}"))
+/// Whether an SQLite result code means the database cannot serve right now (busy, locked,
+/// read-only, I/O error, corrupt, full, cannot open) rather than a bad statement.
+pub(super) fn unavailable(code: Option<&str>) -> bool {
+    // SQLite's primary result code is the low byte of the extended code.
+    let code = code.and_then(|c| c.parse::<i32>().ok()).unwrap_or(0) & 0xff;
+    matches!(code, 5 | 6 | 8 | 10 | 11 | 13 | 14)
 }
 
 /// Splits the one-row form of an outbox batch (positions joined by commas, payloads by the
@@ -343,131 +299,6 @@ fn consecutive_runs(mut seqs: Vec<i64>) -> Vec<(i64, i64)> {
         }
     }
     runs
-}
-
-fn truncate_error(error: &str) -> String {
-    const MAX: usize = 2048;
-    if error.len() <= MAX {
-        return error.to_owned();
-    }
-    let mut end = MAX;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &error[..end])
-}
-
-fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
-    let s: String = row.try_get(col)?;
-    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
-}
-
-fn skills_json(skills: &[Skill]) -> String {
-    serde_json::to_string(&skills.iter().map(Skill::as_str).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into())
-}
-
-fn parse_skills(row: &SqliteRow, col: &str) -> Result<Vec<Skill>, StoreError> {
-    let raw: Vec<String> = json_col(row, col)?;
-    raw.iter()
-        .map(|s| Skill::parse(s).map_err(corrupt))
-        .collect()
-}
-
-fn row_conversation(row: &SqliteRow) -> Result<Conversation, StoreError> {
-    prefixed_conversation(row, "")
-}
-
-/// A conversation from columns named with `prefix` (joins alias them, e.g. `c_status`).
-fn prefixed_conversation(row: &SqliteRow, prefix: &str) -> Result<Conversation, StoreError> {
-    let col = |name: &str| format!("{prefix}{name}");
-    Ok(Conversation {
-        id: parse_col(row, &col("id"))?,
-        channel: parse_col(row, &col("channel"))?,
-        status: parse_col(row, &col("status"))?,
-        customer_id: parse_col(row, &col("customer_id"))?,
-        assigned_agent_id: parse_opt_col(row, &col("assigned_agent_id"))?,
-        subject: row.try_get(col("subject").as_str())?,
-        created_at: ts(row, &col("created_at"))?,
-        updated_at: ts(row, &col("updated_at"))?,
-        bot_fallbacks: row
-            .try_get::<i64, _>(col("bot_fallbacks").as_str())?
-            .clamp(0, u32::MAX as i64) as u32,
-        handed_back_at: opt_ts(row, &col("handed_back_at"))?,
-        handback_note: row.try_get(col("handback_note").as_str())?,
-    })
-}
-
-fn row_message(row: &SqliteRow) -> Result<Message, StoreError> {
-    Ok(Message {
-        id: parse_col(row, "id")?,
-        conversation_id: parse_col(row, "conversation_id")?,
-        direction: parse_col(row, "direction")?,
-        author_kind: parse_col(row, "author_kind")?,
-        agent_id: parse_opt_col(row, "agent_id")?,
-        text: row.try_get("text")?,
-        html: row.try_get("html")?,
-        attachments: json_col(row, "attachments")?,
-        external_id: row.try_get("external_id")?,
-        delivery_status: parse_col(row, "delivery_status")?,
-        delivery_error: row.try_get("delivery_error")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
-
-fn row_handoff(row: &SqliteRow) -> Result<Handoff, StoreError> {
-    Ok(Handoff {
-        id: parse_col(row, "id")?,
-        conversation_id: parse_col(row, "conversation_id")?,
-        reason: parse_col(row, "reason")?,
-        reason_detail: row.try_get("reason_detail")?,
-        summary: row.try_get("summary")?,
-        priority: parse_col(row, "priority")?,
-        required_skills: parse_skills(row, "required_skills")?
-            .into_iter()
-            .map(|s| s.as_str().to_owned())
-            .collect(),
-        status: parse_col(row, "status")?,
-        assigned_agent_id: parse_opt_col(row, "assigned_agent_id")?,
-        requested_at: ts(row, "requested_at")?,
-        assigned_at: opt_ts(row, "assigned_at")?,
-        accepted_at: opt_ts(row, "accepted_at")?,
-        first_reply_at: opt_ts(row, "first_reply_at")?,
-        closed_at: opt_ts(row, "closed_at")?,
-        team: row.try_get("team")?,
-        rule: row.try_get("rule")?,
-        intent: row.try_get("intent")?,
-        fields: json_col(row, "fields")?,
-        language: row.try_get("language")?,
-        offer_deadline: opt_ts(row, "offer_deadline")?,
-    })
-}
-
-fn row_agent(row: &SqliteRow) -> Result<Agent, StoreError> {
-    let email: String = row.try_get("email")?;
-    Ok(Agent {
-        id: parse_col(row, "id")?,
-        name: row.try_get("name")?,
-        email: EmailAddress::parse(&email).map_err(corrupt)?,
-        skills: parse_skills(row, "skills")?,
-        teams: {
-            let raw: Vec<String> = json_col(row, "teams")?;
-            raw.iter()
-                .map(|t| crate::model::Team::parse(t).map_err(corrupt))
-                .collect::<Result<_, _>>()?
-        },
-        max_concurrent: row
-            .try_get::<i64, _>("max_concurrent")?
-            .clamp(0, u32::MAX as i64) as u32,
-        presence: parse_col(row, "presence")?,
-        capacity: json_col(row, "capacity")?,
-        hours: row
-            .try_get::<Option<String>, _>("hours")?
-            .map(|h| serde_json::from_str(&h))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("agent hours: {e}")))?,
-        created_at: ts(row, "created_at")?,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -880,14 +711,6 @@ async fn emit_event(
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// Checks that `agent` (when given) owns the ticket.
-fn check_owner(handoff: &Handoff, agent: Option<AgentId>) -> Result<(), StoreError> {
-    match agent {
-        Some(a) if handoff.assigned_agent_id != Some(a) => Err(StoreError::NotYours),
-        _ => Ok(()),
-    }
 }
 
 #[async_trait]
@@ -2247,6 +2070,10 @@ impl Store for SqliteStore {
         let customer = self.customer(conversation.customer_id).await?;
         let mut conn = self.read.acquire().await?;
         routing::handoff_context(&mut conn, customer, handoff).await
+    }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await
     }
 }
 
