@@ -289,11 +289,13 @@ async fn a_store_that_cannot_write_answers_503_and_never_acknowledges_what_it_di
         .map(|m| m.len())
         .max()
         .unwrap_or(0);
-    gw.file_size_limit = Some(largest + 256 * 1024);
+    // (1 MiB: room for dozens of messages whether the WAL or the checkpointed database file
+    // reaches the limit first.)
+    gw.file_size_limit = Some(largest + 1024 * 1024);
     gw.start().await;
     let client = reqwest::Client::new();
     let mut answers = Vec::new();
-    for i in 0..200u64 {
+    for i in 0..600u64 {
         let status = send(&client, &gw.url(""), 1 + i * 7, 8_000).await;
         answers.push((i, status));
         if status == Some(503) {
