@@ -14,6 +14,7 @@ mod messages;
 mod pipeline;
 mod reports;
 mod restart;
+mod rollup;
 mod router;
 mod webchat;
 mod webhooks;
