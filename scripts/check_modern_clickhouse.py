@@ -318,15 +318,26 @@ def main() -> int:
             engine, "SELECT span_ms, count() AS n FROM handoff_rollup_commits GROUP BY span_ms")}
         # Sunday (h0), Monday, Tuesday, Wednesday.
         check("rollup: days of the fixture merged", spans.get("86400000", 0), 4)
-        metrics = report["handoff_metrics"]
+        def metrics_sql(params):
+            """handoff_metrics bound as the gateway binds it: the covered hours first."""
+            hours, spans = [0], [0]
+            if params.get("use_rollup", 1):
+                cov = rows(engine, bind(report["rollup_covered"], params))
+                hours += [int(r["hour_ms"]) for r in cov]
+                spans += sorted({int(r["span_key"]) for r in cov})
+            return bind(report["handoff_metrics"],
+                        {**params, "covered_hours": hours, "covered_spans": spans})
+
         ragged_day = {**week, "from_ms": T0_MS + 86400000 + 34200000,
                       "to_ms": T0_MS + 2 * 86400000 + 34200000, "bucket_ms": 3600000,
                       "from_s": (T0_MS + 86400000 + 34200000) // 1000}
         for label, params in [("week", week), ("week, channel=api", {**week, "channel": "api"}),
                               ("ragged day", ragged_day)]:
+            covered = len(rows(engine, bind(report["rollup_covered"], params)))
+            check(f"hours the rollup covers ({label})", covered > 0, True)
             check(f"handoff_metrics with the rollup equals without ({label})",
-                  rows(engine, bind(metrics, params)) ==
-                  rows(engine, bind(metrics, {**params, "use_rollup": 0})), True)
+                  rows(engine, metrics_sql(params)) ==
+                  rows(engine, metrics_sql({**params, "use_rollup": 0})), True)
         q = lambda p, s: f"[{p},{s}]"
         expected = {
             "handoffs_today_by_channel": [{"channel": "web_chat", "handoffs": "3"}],
@@ -348,7 +359,7 @@ def main() -> int:
             name = path.stem
             if name.startswith("rollup_"):
                 continue  # run above
-            sql = bind(path.read_text(), week)
+            sql = metrics_sql(week) if name == "handoff_metrics" else bind(path.read_text(), week)
             got = rows(engine, sql)
             if name == "handoff_metrics":
                 by = {(r["dimension"], name_of.get(r["key"], r["key"])): r for r in got}
@@ -384,7 +395,7 @@ def main() -> int:
                         ("reason", "bot_failure", "1"), ("reason", "customer_request", "4"),
                         ("reason", "frustration", "2"), ("team", "general", "4"),
                         ("team", "billing", "3")]))
-                api = rows(engine, bind(path.read_text(), {**week, "channel": "api"}))
+                api = rows(engine, metrics_sql({**week, "channel": "api"}))
                 api_all = [r for r in api if r["dimension"] == "all"][0]
                 check(name + " (channel=api)", {k: api_all[k] for k in (
                     "requested", "assigned", "abandoned", "released", "rehandoffs",

@@ -47,6 +47,7 @@ pub const QUERIES: &[(&str, &str)] = &[
         "requested_recently",
         include_str!("queries/requested_recently.sql"),
     ),
+    ("rollup_covered", include_str!("queries/rollup_covered.sql")),
     ("rollup_refresh", include_str!("queries/rollup_refresh.sql")),
     ("rollup_days", include_str!("queries/rollup_days.sql")),
     (
@@ -827,11 +828,34 @@ pub async fn summary_with(
     sla: &SlaTargets,
     use_rollup: bool,
 ) -> Result<Summary, AnalyticsError> {
-    let params = |n: &str| match n {
-        "use_rollup" => Some(Param::Int(u64::from(use_rollup))),
-        n => filter_param(f, sla, n),
+    let metrics = async {
+        // The hours the rollup covers and the versions to read them from (a 0 first: names
+        // nothing, and keeps the lists' type when they are otherwise empty).
+        let mut hours = vec![0];
+        let mut spans = vec![0];
+        if use_rollup {
+            let covered: Vec<(u64, u64)> = bind(ch, "rollup_covered", |n| match n {
+                "use_rollup" => Some(Param::Int(1)),
+                n => filter_param(f, sla, n),
+            })
+            .fetch_all()
+            .await?;
+            for (hour, span) in covered {
+                hours.push(hour);
+                spans.push(span);
+            }
+            spans.sort_unstable();
+            spans.dedup();
+        }
+        bind(ch, "handoff_metrics", |n| match n {
+            "covered_hours" => Some(Param::Ints(hours.clone())),
+            "covered_spans" => Some(Param::Ints(spans.clone())),
+            n => filter_param(f, sla, n),
+        })
+        .fetch_all::<MetricsRow>()
+        .await
+        .map_err(AnalyticsError::from)
     };
-    let metrics = bind(ch, "handoff_metrics", params).fetch_all::<MetricsRow>();
     let activity = store.conversation_activity(
         crate::model::Timestamp::from_millis(f.from_ms),
         crate::model::Timestamp::from_millis(f.to_ms),
@@ -1855,6 +1879,8 @@ mod tests {
                             | "limit"
                             | "since_s"
                             | "use_rollup"
+                            | "covered_hours"
+                            | "covered_spans"
                             | "version"
                             | "snapshot_s"
                             | "span_ms"

@@ -189,6 +189,29 @@ pub async fn refresh(
     })
 }
 
+/// How many hours and days [`refresh`] has left to compute at `now_ms`, quiet or not: 0 once
+/// the rollup covers every settled span (for benchmarks and health checks).
+pub async fn pending(
+    ch: &ClickHouse,
+    sla: &SlaTargets,
+    now_ms: i64,
+) -> Result<usize, AnalyticsError> {
+    let hours: Vec<u64> = bind(ch, "rollup_dirty_hours", |n| match n {
+        "now_ms" => Some(Param::Int(ms(now_ms))),
+        "snapshot_s" => Some(Param::Int(u64::from(u32::MAX))),
+        n => sla_param(sla, n),
+    })
+    .fetch_all()
+    .await?;
+    let days: Vec<u64> = bind(ch, "rollup_ready_days", |n| match n {
+        "now_ms" => Some(Param::Int(ms(now_ms))),
+        n => sla_param(sla, n),
+    })
+    .fetch_all()
+    .await?;
+    Ok(hours.len() + days.len())
+}
+
 /// Deletes the rows of superseded versions (a newer one is committed for the same span) and of
 /// versions never committed (an INSERT that failed half-way), once they are older than
 /// `older_than_ms` before `now_ms`: a report that chose a version a moment ago may still be

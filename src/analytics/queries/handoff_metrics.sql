@@ -12,18 +12,15 @@
 -- over the rollup may hold buckets and cells of 0; the caller leaves them out.)
 --
 -- The combinations come from two disjoint sets of request hours of the period:
--- - covered hours, read from the rollup (migrations/clickhouse/0004, filled by
---   src/analytics/rollup.rs): for each whole hour of the period, the longest span (its UTC
---   day if the whole day lies in the period, else the hour) whose latest committed version
---   was computed after the latest touch of each of its hours (5 s of slack), for these SLA
---   targets, and past both targets now (so no figure of it changes with time); only for hour
---   and day buckets (an hour is one bucket and one heat cell), and unless use_rollup is 0
---   (the checks that compare both ways);
+-- - covered hours (covered_hours), read from the rollup (migrations/clickhouse/0004, filled
+--   by src/analytics/rollup.rs), each from the version of the span rollup_covered.sql chose
+--   for it (covered_spans: their keys); the caller runs that query first, each list starts
+--   with a 0 that names nothing;
 -- - every other hour (the period's ragged ends, the last hours, hours with a change the
 --   rollup has not caught up with), merged from the handoffs' states as before.
 -- The rollup holds the same counts and states, computed by the same text (the blocks between
 -- the markers, in rollup_refresh.sql), so the union is the same as merging every handoff.
--- params: bucket_ms, bucket_ms, now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, sla_assignment_ms, sla_first_reply_ms, now_ms, bucket_ms, use_rollup, from_ms, to_ms, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, from_s, bucket_ms, bucket_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, sla_assignment_ms, sla_first_reply_ms, now_ms, bucket_ms, use_rollup, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority
+-- params: bucket_ms, bucket_ms, now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, covered_hours, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, from_s, bucket_ms, bucket_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, covered_spans, channel, channel, team, team, agent, agent, reason, reason, priority, priority
 SELECT
     tupleElement(d, 1) AS dimension,
     tupleElement(d, 2) AS key,
@@ -159,49 +156,7 @@ FROM
         FROM handoff_summary
         -- where:begin  (only the hours the rollup does not cover)
         PREWHERE requested_at_ms >= ? AND requested_at_ms < ?
-            AND intDiv(requested_at_ms, 3600000) * 3600000 NOT IN
-            (
-                SELECT hour_ms FROM
-                (
-                    SELECT hour_ms, argMax(span_ms, span_ms) AS c_span_ms, argMax(start_ms, span_ms) AS c_start_ms,
-                        argMax(latest, span_ms) AS c_version
-                    FROM
-                    (
-                        SELECT span_ms, start_ms, latest,
-                            start_ms + 3600000 * arrayJoin(range(toUInt64(intDiv(span_ms, 3600000)))) AS hour_ms
-                        FROM
-                        (
-                            SELECT span_ms, start_ms, latest
-                            FROM
-                            (
-                                SELECT span_ms, start_ms, latest, latest_snapshot_at,
-                                    start_ms + 3600000 * arrayJoin(range(toUInt64(intDiv(span_ms, 3600000)))) AS hour_ms
-                                FROM
-                                (
-                                    SELECT span_ms, start_ms, max(version) AS latest,
-                                        argMax(snapshot_at, version) AS latest_snapshot_at
-                                    FROM handoff_rollup_commits
-                                    WHERE sla_assignment_ms = ? AND sla_first_reply_ms = ?
-                                        AND start_ms >= ? AND start_ms + span_ms <= ?
-                                        AND start_ms + span_ms + greatest(?, ?) < ?
-                                        AND ? >= 3600000 AND ? = 1
-                                    GROUP BY span_ms, start_ms
-                                )
-                            ) AS spans
-                            ANY LEFT JOIN
-                            (
-                                SELECT hour_ms, max(touched_at) AS touched_at
-                                FROM handoff_touches
-                                WHERE hour_ms >= ? AND hour_ms < ?
-                                GROUP BY hour_ms
-                            ) AS touches USING hour_ms
-                            GROUP BY span_ms, start_ms, latest
-                            HAVING min(latest_snapshot_at > touched_at + 5) = 1
-                        )
-                    )
-                    GROUP BY hour_ms
-                )
-            )
+            AND intDiv(requested_at_ms, 3600000) * 3600000 NOT IN (SELECT toUInt64(arrayJoin(?)))
         -- where:end
         GROUP BY handoff_id
         HAVING maxIfMerge(s_requested) = 1
@@ -269,49 +224,7 @@ FROM
         FROM handoff_rollup
         PREWHERE sla_assignment_ms = ? AND sla_first_reply_ms = ?
             AND start_ms >= ? AND start_ms < ?
-            AND (span_ms, start_ms, version) IN
-            (
-                SELECT c_span_ms, c_start_ms, c_version FROM
-                (
-                    SELECT hour_ms, argMax(span_ms, span_ms) AS c_span_ms, argMax(start_ms, span_ms) AS c_start_ms,
-                        argMax(latest, span_ms) AS c_version
-                    FROM
-                    (
-                        SELECT span_ms, start_ms, latest,
-                            start_ms + 3600000 * arrayJoin(range(toUInt64(intDiv(span_ms, 3600000)))) AS hour_ms
-                        FROM
-                        (
-                            SELECT span_ms, start_ms, latest
-                            FROM
-                            (
-                                SELECT span_ms, start_ms, latest, latest_snapshot_at,
-                                    start_ms + 3600000 * arrayJoin(range(toUInt64(intDiv(span_ms, 3600000)))) AS hour_ms
-                                FROM
-                                (
-                                    SELECT span_ms, start_ms, max(version) AS latest,
-                                        argMax(snapshot_at, version) AS latest_snapshot_at
-                                    FROM handoff_rollup_commits
-                                    WHERE sla_assignment_ms = ? AND sla_first_reply_ms = ?
-                                        AND start_ms >= ? AND start_ms + span_ms <= ?
-                                        AND start_ms + span_ms + greatest(?, ?) < ?
-                                        AND ? >= 3600000 AND ? = 1
-                                    GROUP BY span_ms, start_ms
-                                )
-                            ) AS spans
-                            ANY LEFT JOIN
-                            (
-                                SELECT hour_ms, max(touched_at) AS touched_at
-                                FROM handoff_touches
-                                WHERE hour_ms >= ? AND hour_ms < ?
-                                GROUP BY hour_ms
-                            ) AS touches USING hour_ms
-                            GROUP BY span_ms, start_ms, latest
-                            HAVING min(latest_snapshot_at > touched_at + 5) = 1
-                        )
-                    )
-                    GROUP BY hour_ms
-                )
-            )
+            AND cityHash64(span_ms, start_ms, version) IN (SELECT toUInt64(arrayJoin(?)))
         WHERE (? = '' OR h_channel = ?)
             AND (? = '' OR h_team = ?)
             AND (? = '' OR h_agent = ?)
