@@ -8,8 +8,10 @@
 -- sorted values; merging states concatenates the values, so the result is the same as over the
 -- handoffs directly). Buckets start at multiples of bucket_ms since the epoch (days at midnight
 -- UTC); heat cells are weekday * 100 + hour, weekday 1 = Monday ... 7 = Sunday, UTC, from
--- epoch milliseconds (1970-01-01 was a Thursday), so no server time zone is involved. (Sums
--- over the rollup may hold buckets and cells of 0; the caller leaves them out.)
+-- epoch milliseconds (1970-01-01 was a Thursday), so no server time zone is involved. Buckets
+-- are merged for the 'reason' rows only and heat cells for the 'all' row (all the report
+-- reads: merging maps is costly on 18.16); sums over the rollup may hold buckets and cells
+-- of 0, which the caller leaves out.
 --
 -- The combinations come from two disjoint sets of request hours of the period:
 -- - covered hours (covered_hours), read from the rollup (migrations/clickhouse/0004, filled
@@ -48,10 +50,10 @@ SELECT
     sum(c_rehandoffs) AS rehandoffs,
     sum(c_sla_assignment_breaches) AS sla_assignment_breaches,
     sum(c_sla_first_reply_breaches) AS sla_first_reply_breaches,
-    tupleElement(sumMapMerge(m_buckets), 1) AS bucket_starts,
-    tupleElement(sumMapMerge(m_buckets), 2) AS bucket_counts,
-    tupleElement(sumMapMerge(m_heat), 1) AS heat_cells,
-    tupleElement(sumMapMerge(m_heat), 2) AS heat_counts
+    tupleElement(sumMapMergeIf(m_buckets, tupleElement(d, 1) = 'reason'), 1) AS bucket_starts,
+    tupleElement(sumMapMergeIf(m_buckets, tupleElement(d, 1) = 'reason'), 2) AS bucket_counts,
+    tupleElement(sumMapMergeIf(m_heat, tupleElement(d, 1) = 'all'), 1) AS heat_cells,
+    tupleElement(sumMapMergeIf(m_heat, tupleElement(d, 1) = 'all'), 2) AS heat_counts
 FROM
 (
     SELECT
