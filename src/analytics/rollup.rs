@@ -128,12 +128,24 @@ pub async fn refresh(
     since_s: u32,
 ) -> Result<Refreshed, AnalyticsError> {
     let snapshot_s = server_now_s(ch).await?;
-    bind(ch, "rollup_rehandoffs", |n| match n {
-        "since_s" => Some(Param::Int(u64::from(since_s))),
-        _ => None,
-    })
-    .execute()
-    .await?;
+    // Only when something was inserted since: the query reads the requests and releases
+    // from the earliest hour touched since.
+    let inserted: u64 = ch
+        .client()
+        .query(
+            "SELECT count() FROM handoff_touches WHERE cause = 0 AND touched_at >= toDateTime(?)",
+        )
+        .bind(since_s)
+        .fetch_one()
+        .await?;
+    if inserted > 0 {
+        bind(ch, "rollup_rehandoffs", |n| match n {
+            "since_s" => Some(Param::Int(u64::from(since_s))),
+            _ => None,
+        })
+        .execute()
+        .await?;
+    }
 
     let hours: Vec<u64> = bind(ch, "rollup_dirty_hours", |n| match n {
         "now_ms" => Some(Param::Int(ms(now_ms))),
