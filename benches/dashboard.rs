@@ -5,6 +5,8 @@
 //! Starts a private clickhouse-server (scripts/clickhouse-private.sh; or set
 //! BATON_TEST_CLICKHOUSE_URL), inserts N synthetic handoff events spread over 30 days (seven
 //! steps per handoff, server-side from `numbers()`), starts the gateway against it, then:
+//! - waits for the gateway's rollup worker to cover the settled hours and days (and says how
+//!   long that took);
 //! - renders `/dashboard` for a 30-day window (every figure, both charts, all breakdowns) N
 //!   times and reports p50/p95/max, each time with a distinct filter so the report cache never
 //!   answers; then the same for a 1-day window, the longest the default range (today) can be;
@@ -159,6 +161,38 @@ async fn main() {
         "loaded {} events in {:.1} s",
         rows.trim(),
         loaded.as_secs_f64()
+    );
+    // The gateway's rollup worker computes the settled hours and days (once the inserts have
+    // been quiet for a few seconds); the renders below are of the steady state it keeps.
+    let sla = baton::analytics::reports::SlaTargets::from_settings(&services.settings);
+    let caught_up = Instant::now();
+    loop {
+        let now = baton::model::Timestamp::now().as_millis();
+        let left = baton::analytics::rollup::pending(&services.clickhouse, &sla, now)
+            .await
+            .expect("rollup state");
+        if left == 0 {
+            break;
+        }
+        assert!(
+            caught_up.elapsed() < Duration::from_secs(1800),
+            "the rollup did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let spans = sql(
+        &http,
+        &ch_url,
+        db,
+        "SELECT count() FROM handoff_rollup_commits FINAL",
+    )
+    .await;
+    let rollup_rows = sql(&http, &ch_url, db, "SELECT count() FROM handoff_rollup").await;
+    println!(
+        "rollup caught up {:.1} s after the load ({} spans, {} rows)",
+        caught_up.elapsed().as_secs_f64(),
+        spans.trim(),
+        rollup_rows.trim()
     );
 
     // Full page renders, each with a filter the cache has not seen (a custom window ending a

@@ -197,6 +197,13 @@ impl Services {
             tokio::spawn(dispatcher.clone().run(shutdown_rx.clone())),
             tokio::spawn(router.clone().run(shutdown_rx.clone())),
             tokio::spawn(shipper.clone().run(shutdown_rx.clone())),
+            tokio::spawn(
+                crate::analytics::rollup::Rollup::new(
+                    clickhouse.clone(),
+                    crate::analytics::reports::SlaTargets::from_settings(&settings),
+                )
+                .run(shutdown_rx.clone()),
+            ),
         ];
         let imap = match &settings.imap_url {
             Some(url) => Some(ImapPoller::new(

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_handoff_summary",
         include_str!("../../migrations/clickhouse/0003_handoff_summary.sql"),
     ),
+    (
+        "0004_handoff_rollup",
+        include_str!("../../migrations/clickhouse/0004_handoff_rollup.sql"),
+    ),
 ];
 
 /// What went wrong talking to ClickHouse.

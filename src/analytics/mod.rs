@@ -3,6 +3,7 @@
 
 pub mod clickhouse;
 pub mod reports;
+pub mod rollup;
 mod shipper;
 
 pub use self::clickhouse::{AnalyticsError, ClickHouse};

@@ -26,7 +26,8 @@ use super::{AnalyticsError, ClickHouse};
 use crate::model::{AgentId, ChannelKind, HandoffReason, HandoffStatus, Presence, Priority, Team};
 use crate::store::Store;
 
-/// The report queries by name, as CI's modern-ClickHouse check runs them.
+/// The report queries (and the rollup's, src/analytics/rollup.rs) by name, as CI's
+/// modern-ClickHouse check runs them.
 pub const QUERIES: &[(&str, &str)] = &[
     (
         "handoffs_today_by_channel",
@@ -45,6 +46,22 @@ pub const QUERIES: &[(&str, &str)] = &[
     (
         "requested_recently",
         include_str!("queries/requested_recently.sql"),
+    ),
+    ("rollup_covered", include_str!("queries/rollup_covered.sql")),
+    ("rollup_refresh", include_str!("queries/rollup_refresh.sql")),
+    ("rollup_days", include_str!("queries/rollup_days.sql")),
+    (
+        "rollup_dirty_hours",
+        include_str!("queries/rollup_dirty_hours.sql"),
+    ),
+    (
+        "rollup_ready_days",
+        include_str!("queries/rollup_ready_days.sql"),
+    ),
+    ("rollup_commit", include_str!("queries/rollup_commit.sql")),
+    (
+        "rollup_rehandoffs",
+        include_str!("queries/rollup_rehandoffs.sql"),
     ),
 ];
 
@@ -474,12 +491,13 @@ fn param_names(sql: &str) -> Vec<&str> {
 }
 
 /// A value for a named placeholder.
-enum Param {
+pub(crate) enum Param {
     Int(u64),
     Text(String),
+    Ints(Vec<u64>),
 }
 
-fn query_sql(name: &str) -> &'static str {
+pub(crate) fn query_sql(name: &str) -> &'static str {
     QUERIES
         .iter()
         .find(|(n, _)| *n == name)
@@ -489,7 +507,7 @@ fn query_sql(name: &str) -> &'static str {
 
 /// Builds the query `name` with every placeholder bound by name from `lookup`, through the
 /// crate's escaping. A name `lookup` does not know is a bug in this file, caught by tests.
-fn bind(
+pub(crate) fn bind(
     ch: &ClickHouse,
     name: &str,
     lookup: impl Fn(&str) -> Option<Param>,
@@ -500,6 +518,7 @@ fn bind(
         q = match lookup(p) {
             Some(Param::Int(v)) => q.bind(v),
             Some(Param::Text(v)) => q.bind(v),
+            Some(Param::Ints(v)) => q.bind(v),
             // Leaves a placeholder unbound: the crate then refuses to send the query.
             None => q,
         };
@@ -507,7 +526,7 @@ fn bind(
     q
 }
 
-fn ms(v: i64) -> u64 {
+pub(crate) fn ms(v: i64) -> u64 {
     v.max(0) as u64
 }
 
@@ -789,16 +808,54 @@ impl From<MetricsRow> for Breakdown {
 }
 
 /// Computes the report for `f`: one ClickHouse query (every figure with every breakdown, the
-/// reasons over time and the heatmap, in one pass over the period's handoffs) and one store
-/// query (containment), concurrently.
+/// reasons over time and the heatmap: the hours the rollup covers from it, the others from
+/// their handoffs, see `handoff_metrics.sql`) and one store query (containment), concurrently.
 pub async fn summary(
     ch: &ClickHouse,
     store: &dyn Store,
     f: &Filter,
     sla: &SlaTargets,
 ) -> Result<Summary, AnalyticsError> {
-    let params = |n: &str| filter_param(f, sla, n);
-    let metrics = bind(ch, "handoff_metrics", params).fetch_all::<MetricsRow>();
+    summary_with(ch, store, f, sla, true).await
+}
+
+/// [`summary`], with `use_rollup` false merging every handoff of the period directly: the same
+/// figures by the longer way, for checks that compare the two.
+pub async fn summary_with(
+    ch: &ClickHouse,
+    store: &dyn Store,
+    f: &Filter,
+    sla: &SlaTargets,
+    use_rollup: bool,
+) -> Result<Summary, AnalyticsError> {
+    let metrics = async {
+        // The hours the rollup covers and the versions to read them from (a 0 first: names
+        // nothing, and keeps the lists' type when they are otherwise empty).
+        let mut hours = vec![0];
+        let mut spans = vec![0];
+        if use_rollup {
+            let covered: Vec<(u64, u64)> = bind(ch, "rollup_covered", |n| match n {
+                "use_rollup" => Some(Param::Int(1)),
+                n => filter_param(f, sla, n),
+            })
+            .fetch_all()
+            .await?;
+            for (hour, span) in covered {
+                hours.push(hour);
+                spans.push(span);
+            }
+            spans.sort_unstable();
+            spans.dedup();
+        }
+        bind(ch, "handoff_metrics", |n| match n {
+            "covered_hours" => Some(Param::Ints(hours.clone())),
+            "covered_spans" => Some(Param::Ints(spans.clone())),
+            n => filter_param(f, sla, n),
+        })
+        .fetch_all::<MetricsRow>()
+        .await
+        .map_err(AnalyticsError::from)
+    };
     let activity = store.conversation_activity(
         crate::model::Timestamp::from_millis(f.from_ms),
         crate::model::Timestamp::from_millis(f.to_ms),
@@ -812,21 +869,30 @@ pub async fn summary(
     for row in &metrics {
         match row.dimension.as_str() {
             "reason" => {
-                reasons_over_time.extend(row.bucket_starts.iter().zip(&row.bucket_counts).map(
-                    |(start, count)| ReasonBucket {
-                        bucket_start_ms: *start,
-                        reason: row.key.clone(),
-                        count: *count,
-                    },
-                ))
+                // Sums over the rollup may hold buckets and cells of 0: left out, as empty.
+                reasons_over_time.extend(
+                    row.bucket_starts
+                        .iter()
+                        .zip(&row.bucket_counts)
+                        .filter(|(_, c)| **c > 0)
+                        .map(|(start, count)| ReasonBucket {
+                            bucket_start_ms: *start,
+                            reason: row.key.clone(),
+                            count: *count,
+                        }),
+                )
             }
-            "all" => heatmap.extend(row.heat_cells.iter().zip(&row.heat_counts).map(
-                |(cell, count)| HeatCell {
-                    weekday: (cell / 100) as u8,
-                    hour: (cell % 100) as u8,
-                    count: *count,
-                },
-            )),
+            "all" => heatmap.extend(
+                row.heat_cells
+                    .iter()
+                    .zip(&row.heat_counts)
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(cell, count)| HeatCell {
+                        weekday: (cell / 100) as u8,
+                        hour: (cell % 100) as u8,
+                        count: *count,
+                    }),
+            ),
             _ => {}
         }
     }
@@ -1807,7 +1873,19 @@ mod tests {
             assert_eq!(placeholders, names.len(), "{name}");
             for n in names {
                 let known = filter_param(&f, &sla, n).is_some()
-                    || matches!(n, "drill" | "limit" | "since_s");
+                    || matches!(
+                        n,
+                        "drill"
+                            | "limit"
+                            | "since_s"
+                            | "use_rollup"
+                            | "covered_hours"
+                            | "covered_spans"
+                            | "version"
+                            | "snapshot_s"
+                            | "span_ms"
+                            | "starts"
+                    );
                 assert!(known, "{name}: unknown parameter {n}");
             }
         }
@@ -1815,19 +1893,34 @@ mod tests {
 
     #[test]
     fn the_shared_handoff_block_is_the_same_in_every_query() {
+        // A block's text, each line trimmed, without the row filter between the where
+        // markers (the report leaves out the hours the rollup covers; the others read the
+        // period as it is).
         let block = |sql: &str, begin: &str, end: &str| {
-            sql.find(begin)
-                .map(|a| sql[a..sql.find(end).unwrap()].to_owned())
+            let text = &sql[sql.find(begin)?..sql.find(end).unwrap()];
+            let mut out = Vec::new();
+            let mut in_where = false;
+            for line in text.lines().map(str::trim) {
+                if line.starts_with("-- where:begin") {
+                    in_where = true;
+                } else if line.starts_with("-- where:end") {
+                    in_where = false;
+                } else if !in_where {
+                    out.push(line.to_owned());
+                }
+            }
+            Some(out.join("\n"))
         };
-        for (begin, end) in [
-            ("-- base:begin", "-- base:end"),
-            ("-- derived:begin", "-- derived:end"),
+        for (begin, end, at_least) in [
+            ("-- base:begin", "-- base:end", 3),
+            ("-- derived:begin", "-- derived:end", 3),
+            ("-- counts:begin", "-- counts:end", 2),
         ] {
             let blocks: Vec<_> = QUERIES
                 .iter()
                 .filter_map(|(_, sql)| block(sql, begin, end))
                 .collect();
-            assert!(blocks.len() >= 2, "{begin}");
+            assert!(blocks.len() >= at_least, "{begin}");
             assert!(blocks.windows(2).all(|w| w[0] == w[1]), "{begin} differs");
         }
     }

@@ -551,12 +551,19 @@ async fn dashboard(
         Err(_) => return Ok(to_login(&req)),
     };
     caller.require_manager()?;
-    let r = load_report(&services, &query).await?;
+    // The report, the form's agents and the live panel at once: they wait on different
+    // queries.
+    let (r, form, live) = tokio::join!(
+        load_report(&services, &query),
+        FormView::new(&query, &services),
+        live_now(&services)
+    );
+    let r = r?;
     let page = DashboardPage {
         csrf: caller.csrf.clone().unwrap_or_default(),
         qs: r.qs.clone(),
-        form: FormView::new(&query, &services).await,
-        l: LiveView::new(live_now(&services).await, false),
+        form,
+        l: LiveView::new(live, false),
         r,
     };
     Ok(page.respond_to(&req).map_into_boxed_body())

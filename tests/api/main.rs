@@ -17,6 +17,7 @@ mod outages;
 mod pipeline;
 mod reports;
 mod restart;
+mod rollup;
 mod router;
 mod webchat;
 mod webhooks;

@@ -40,12 +40,12 @@ const SLA: SlaTargets = SlaTargets {
 };
 
 /// The fixture's names (h1, c4, A, ...) and the ids they got.
-struct Fixture {
+pub(crate) struct Fixture {
     ids: HashMap<String, String>,
 }
 
 impl Fixture {
-    fn id(&self, name: &str) -> &str {
+    pub(crate) fn id(&self, name: &str) -> &str {
         &self.ids[name]
     }
 
@@ -69,7 +69,7 @@ async fn load_fixture(app: &TestApp) -> Fixture {
 
 /// The fixture as one batch of events with fresh ids, and the names of those ids; creates the
 /// schema first.
-async fn fixture_batch(app: &TestApp) -> (Vec<(i64, HandoffEvent)>, Fixture) {
+pub(crate) async fn fixture_batch(app: &TestApp) -> (Vec<(i64, HandoffEvent)>, Fixture) {
     app.ship_events().await; // creates the schema
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

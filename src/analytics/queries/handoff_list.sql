@@ -100,7 +100,9 @@ FROM
             minIfMerge(s_closed_wait) AS h_closed_wait,
             minIfMerge(s_closed_at) AS h_closed_at
         FROM handoff_summary
+        -- where:begin
         WHERE requested_at_ms >= ? AND requested_at_ms < ?
+        -- where:end
         GROUP BY handoff_id
         HAVING maxIfMerge(s_requested) = 1
             AND h_requested_at >= ? AND h_requested_at < ?
