@@ -22,24 +22,10 @@ use std::time::{Duration, Instant};
 use baton::config::Settings;
 use baton::web::Application;
 
+mod common;
+use common::{arg, free_port};
+
 const TOKEN: &str = "bench-admin-token-0123456789";
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A private ClickHouse for the run, or the one named by BATON_TEST_CLICKHOUSE_URL.
 fn clickhouse(dir: &std::path::Path) -> (String, Option<std::process::Child>) {

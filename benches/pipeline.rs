@@ -29,6 +29,9 @@ use baton::model::{
 };
 use baton::store::{SharedStore, SqliteStore};
 
+mod common;
+use common::free_port;
+
 struct Args {
     events: usize,
     rounds: usize,
@@ -69,14 +72,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn clickhouse() -> (String, Option<Server>) {
