@@ -49,6 +49,9 @@ pub struct Settings {
     /// writes a new part, and merges it later), so a backlog drains fastest in big ones; a
     /// steady flow ends an INSERT every `ship_interval_ms` whatever this says.
     pub ship_batch_size: u32,
+    /// How often the rollup worker looks for settled hours and days to pre-aggregate, in
+    /// milliseconds; 0 runs no worker (another instance's does the work, or tests drive it).
+    pub rollup_interval_ms: u64,
     /// The address customers write to (e.g. support@example.com). Reply addresses are
     /// derived from it (support+<token>@example.com). Needed for the email channel.
     pub support_address: Option<String>,
@@ -174,6 +177,7 @@ impl Default for Settings {
             demo: false,
             log_format: "text".into(),
             ship_interval_ms: 1_000,
+            rollup_interval_ms: 1_000,
             ship_batch_size: 50_000,
             support_address: None,
             support_name: "Support".into(),

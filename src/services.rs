@@ -197,14 +197,17 @@ impl Services {
             tokio::spawn(dispatcher.clone().run(shutdown_rx.clone())),
             tokio::spawn(router.clone().run(shutdown_rx.clone())),
             tokio::spawn(shipper.clone().run(shutdown_rx.clone())),
-            tokio::spawn(
+        ];
+        if settings.rollup_interval_ms > 0 {
+            workers.push(tokio::spawn(
                 crate::analytics::rollup::Rollup::new(
                     clickhouse.clone(),
                     crate::analytics::reports::SlaTargets::from_settings(&settings),
+                    Duration::from_millis(settings.rollup_interval_ms),
                 )
                 .run(shutdown_rx.clone()),
-            ),
-        ];
+            ));
+        }
         let imap = match &settings.imap_url {
             Some(url) => Some(ImapPoller::new(
                 ImapUrl::parse(url.expose_secret())?,

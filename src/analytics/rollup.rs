@@ -15,7 +15,7 @@
 //!   computes them again once they have been quiet for a few seconds;
 //! - a re-handoff is decided by a *later* request of the same conversation, which touches
 //!   another hour: [`refresh`] touches the hours of the releases it concerns (until its next
-//!   pass, at most [`Rollup::INTERVAL`] later, such a release may still count as no re-handoff);
+//!   pass, at most `rollup_interval_ms` (1 s) later, such a release may still count as no re-handoff);
 //! - the only figures that move with time, SLA breaches of handoffs still open, stop moving
 //!   once the span is older than both targets: only such spans are computed, and the report
 //!   only uses them then;
@@ -276,25 +276,29 @@ pub async fn cleanup(
     Ok(stale.len())
 }
 
-/// The background worker: [`refresh`] every [`Rollup::INTERVAL`], [`cleanup`] every
+/// The background worker: [`refresh`] every `rollup_interval_ms`, [`cleanup`] every
 /// [`Rollup::CLEANUP_EVERY`].
 #[derive(Clone)]
 pub struct Rollup {
     clickhouse: ClickHouse,
     sla: SlaTargets,
+    interval: Duration,
 }
 
 impl Rollup {
-    /// How often the worker looks for spans to compute.
-    pub const INTERVAL: Duration = Duration::from_secs(1);
     /// How often superseded versions are deleted.
     pub const CLEANUP_EVERY: Duration = Duration::from_secs(600);
     /// A step that takes longer than this is abandoned (and retried next time).
     const STEP_DEADLINE: Duration = Duration::from_secs(300);
 
-    /// A worker keeping the rollup for `sla` up to date.
-    pub fn new(clickhouse: ClickHouse, sla: SlaTargets) -> Self {
-        Self { clickhouse, sla }
+    /// A worker keeping the rollup for `sla` up to date, looking for spans to compute every
+    /// `interval`.
+    pub fn new(clickhouse: ClickHouse, sla: SlaTargets, interval: Duration) -> Self {
+        Self {
+            clickhouse,
+            sla,
+            interval,
+        }
     }
 
     /// Runs until `shutdown` turns true.
@@ -325,7 +329,7 @@ impl Rollup {
                     if done.hours + done.days > 0 {
                         tracing::debug!(hours = done.hours, days = done.days, "rollup refreshed");
                     }
-                    Self::INTERVAL
+                    self.interval
                 }
                 Ok(Err(e)) => {
                     failures = failures.saturating_add(1);
@@ -335,12 +339,12 @@ impl Rollup {
                     if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(error = %e, failures, "rollup refresh failed; the report merges the handoffs meanwhile");
                     }
-                    Self::INTERVAL * failures.min(30)
+                    self.interval * failures.min(30)
                 }
                 Err(_) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!("rollup refresh took too long; retrying");
-                    Self::INTERVAL
+                    self.interval
                 }
             };
             tokio::select! {

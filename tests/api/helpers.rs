@@ -323,6 +323,10 @@ pub fn test_settings(data_dir: &TempDir) -> Settings {
         database_url: postgres_store().then(|| fresh_database_url().into()),
         api_token: Some(ADMIN_TOKEN.to_owned().into()),
         ship_interval_ms: 100,
+        // Dozens of gateways share the tests' one ClickHouse: their rollup workers' queries
+        // every second slowed its INSERTs past the shipper's deadline. The rollup's tests
+        // drive `rollup::refresh` themselves.
+        rollup_interval_ms: 0,
         ..Settings::default()
     }
 }
