@@ -1074,6 +1074,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_mail_that_trips_a_debug_assertion_inside_mail_parser_is_refused_never_a_panic() {
+        // Found by the MIME fuzz target: a delivery report whose part mail-parser 0.11 cannot
+        // place in its multipart. Built with debug assertions (as tests are), the parser
+        // panics; built as shipped, it recovers. Either way no panic may leave the parser.
+        const RAW: &[u8] =
+            include_bytes!("../../../fuzz/regressions/mime_report_part_outside_multipart.eml");
+        let outcome = std::panic::catch_unwind(|| parse_with_limit(RAW, 1024 * 1024));
+        let parsed = outcome.expect("the panic stays inside parse_with_limit");
+        if cfg!(debug_assertions) {
+            assert!(matches!(parsed, Err(EmailParseError::ParserFailed)));
+        }
+    }
+
+    #[test]
     fn a_mail_nested_thousands_of_parts_deep_parses_without_exhausting_the_stack() {
         // Zip-bomb-like structure: 20,000 nested multiparts in about a megabyte.
         let depth = 20_000;
