@@ -2,6 +2,7 @@
 # Every benchmark in one command, and the report docs/BENCHMARKS.md with the machine and date:
 #
 #   scripts/bench.sh [--quick] [NAME...]
+#   scripts/bench.sh --report        (rebuild the report from the kept outputs, run nothing)
 #
 # NAME is any of ingest-api ingest-webchat ingest-meta ingest-email scale routing pipeline
 # dashboard (default: all). Each bench's output is kept in docs/bench/NAME.txt with when, on
@@ -18,6 +19,11 @@ cd "$(dirname "$0")/.."
 
 all=(ingest-api ingest-webchat ingest-meta ingest-email scale routing pipeline dashboard)
 quick=0
+report_only=0
+if [ "${1:-}" = "--report" ]; then
+  report_only=1
+  shift
+fi
 if [ "${1:-}" = "--quick" ]; then
   quick=1
   shift
@@ -37,12 +43,16 @@ else
   events=10000000
 fi
 
-scripts/install-deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baton/target}"
-cargo bench --locked --no-run
 mkdir -p "$dir"
+if [ $report_only = 1 ]; then
+  names=()
+else
+  scripts/install-deps.sh
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baton/target}"
+  cargo bench --locked --no-run
+fi
 
-for name in "${names[@]}"; do
+for name in ${names[@]+"${names[@]}"}; do
   case $name in
     ingest-*) args=(ingest -- --channel "${name#ingest-}" "${ingest[@]}") ;;
     scale) args=(scale -- "${scale[@]}") ;;
@@ -68,10 +78,14 @@ for name in "${names[@]}"; do
 done
 
 section() { # title, name: the bench's output as a block, when it has been run
-  [ -f "$dir/$2.txt" ] || return 0
   echo
   echo "## $1"
   echo
+  if [ ! -f "$dir/$2.txt" ]; then
+    echo "Not in this report yet (\`scripts/bench.sh $2\`); the README's \"Benchmarks\" section has"
+    echo "the latest figures."
+    return 0
+  fi
   echo '```'
   grep -v -E '^REPORT ' "$dir/$2.txt"
   echo '```'
