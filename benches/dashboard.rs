@@ -4,12 +4,14 @@
 //! `cargo bench --bench dashboard -- [--events N] [--renders N]` (defaults 10,000,000 and 20).
 //! Starts a private clickhouse-server (scripts/clickhouse-private.sh; or set
 //! BATON_TEST_CLICKHOUSE_URL), inserts N synthetic handoff events spread over 30 days (seven
-//! steps per handoff, server-side from `numbers()`), starts the gateway against it, then:
+//! steps per handoff, server-side from `numbers()`, each handoff with waits of its own),
+//! starts the gateway against it, then:
 //! - waits for the gateway's rollup worker to cover the settled hours and days (and says how
 //!   long that took);
 //! - renders `/dashboard` for a 30-day window (every figure, both charts, all breakdowns) N
 //!   times and reports p50/p95/max, each time with a distinct filter so the report cache never
-//!   answers; then the same for a 1-day window, the longest the default range (today) can be;
+//!   answers; then the same for a 1-day window, the longest the default range (today) can be,
+//!   and for 30 days of one channel (a filtered report reads the rollup per combination);
 //! - measures freshness: from a customer's "I want a person" to the live panel's stream
 //!   showing it, and to the 1-hour report counting it (through the outbox, the shipper and
 //!   ClickHouse).
@@ -112,6 +114,7 @@ async fn main() {
     services.shipper.drain().await.expect("schema");
 
     // N events: seven steps per handoff, handoffs spread over the last 30 days.
+    let handoffs = (events / 7).max(1);
     let started = Instant::now();
     sql(
         &http,
@@ -128,13 +131,28 @@ async fn main() {
                     arrayElement(['customer_request', 'bot_request', 'frustration', 'bot_failure'], toUInt32(intDiv(number, 7) % 4) + 1),
                     arrayElement(['normal', 'high', 'low', 'urgent'], toUInt32(intDiv(number, 7) % 4) + 1),
                     concat('agent-', toString(intDiv(number, 7) % 50)),
-                    toDateTime(toUInt32(now()) - (intDiv(number, 7) % 2592000) + (number % 7) * 20),
-                    (toUInt64(toUInt32(now()) - (intDiv(number, 7) % 2592000)) + (number % 7) * 20) * 1000,
-                    (number % 7) * 20000,
+                    toDateTime(intDiv(t0 + off, 1000)),
+                    t0 + off,
+                    off,
                     number,
                     arrayElement(['', 'billing', 'tech'], toUInt32(intDiv(number, 7) % 3) + 1),
                     ''
-             FROM numbers({events})"
+             FROM
+             (
+                 -- Per handoff, requested evenly over the 30 days before the last 90 min
+                 -- (so every step has happened), with waits of its own (a hash of the
+                 -- handoff): queue waits skewed short with a tail to 10 min, accepting within
+                 -- a minute, a first reply within 5 min, handled in 1 min to 1 h; t0 + off
+                 -- is when the step happened.
+                 SELECT number,
+                     (toUInt64(toUInt32(now())) - 5400 - intDiv(intDiv(number, 7) * 2592000, {handoffs})) * 1000 AS t0,
+                     toUInt64(pow((cityHash64(intDiv(number, 7), 1) % 1000000) / 1000000., 3) * 600000) AS a,
+                     1000 + cityHash64(intDiv(number, 7), 2) % 59000 AS b,
+                     5000 + cityHash64(intDiv(number, 7), 3) % 295000 AS c,
+                     60000 + cityHash64(intDiv(number, 7), 4) % 3540000 AS d,
+                     arrayElement([toUInt64(0), 0, a, a + b, a + b, a + b + c, a + b + c + d], toUInt32(number % 7) + 1) AS off
+                 FROM numbers({events})
+             )"
         ),
     )
     .await;
@@ -182,16 +200,19 @@ async fn main() {
     );
 
     // Full page renders, each with a filter the cache has not seen (a custom window ending a
-    // different second): 30 days, then 1 day.
+    // different second): 30 days, then 1 day (both read the rollup per report row), then 30
+    // days of one channel (filtered: the rollup per combination of attributes).
     let now = baton::model::Timestamp::now().as_millis();
-    for days in [30, 1] {
+    for (days, filter) in [(30, ""), (1, ""), (30, "&channel=web_chat")] {
         let mut times = Vec::with_capacity(renders);
         for i in 0..renders {
             let to = now - i as i64 * 1000;
             let from = to - days * 86_400_000;
             let t = Instant::now();
             let r = http
-                .get(format!("{base}/dashboard?range=custom&from={from}&to={to}"))
+                .get(format!(
+                    "{base}/dashboard?range=custom&from={from}&to={to}{filter}"
+                ))
                 .bearer_auth(TOKEN)
                 .send()
                 .await
@@ -206,8 +227,13 @@ async fn main() {
         }
         times.sort();
         println!(
-            "dashboard render over {} events ({days} days, {} renders): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            "dashboard render over {} events ({days} days{}, {} renders): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
             rows.trim(),
+            if filter.is_empty() {
+                ""
+            } else {
+                ", one channel"
+            },
             renders,
             percentile(&times, 0.5).as_secs_f64() * 1000.0,
             percentile(&times, 0.95).as_secs_f64() * 1000.0,
