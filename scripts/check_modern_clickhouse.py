@@ -20,6 +20,7 @@ Usage: python3 scripts/check_modern_clickhouse.py   (pip install chdb first)
 import csv
 import io
 import json
+import math
 import pathlib
 import re
 import sys
@@ -37,6 +38,31 @@ T0_MS = 1772409600 * 1000
 WEEK_MS = 7 * 86400 * 1000
 COLUMNS = ("event_id, event_type, handoff_id, conversation_id, channel, reason, priority, "
            "agent_id, occurred_at, occurred_at_ms, wait_ms, seq, team, detail")
+
+
+def bucket_of(ms):
+    """A duration's histogram bucket (src/analytics/histogram.rs)."""
+    return 0 if ms < 1 else min(2047, math.ceil(math.log(ms) / math.log(1.02)) + 1)
+
+
+def buckets(*values):
+    return [bucket_of(v) for v in values]
+
+
+def percentiles(hist):
+    """The buckets of p50, p90, p99 of {bucket: count}: the value at index floor(level * n)."""
+    n = sum(hist.values())
+    if n == 0:
+        return []
+    out = []
+    for level in (0.5, 0.9, 0.99):
+        rank, seen = min(int(level * n), n - 1), 0
+        for b in sorted(hist):
+            seen += hist[b]
+            if seen > rank:
+                out.append(b)
+                break
+    return out
 
 
 def statements(sql: str):
@@ -293,6 +319,8 @@ def main() -> int:
                     **sla, "version": version, "from_ms": h, "to_ms": h + 3600000,
                     "from_s": h // 1000, "channel": "", "team": "", "agent": "", "reason": "",
                     "priority": ""}))
+                engine.execute(bind(report["rollup_dims"], {
+                    **sla, "span_ms": 3600000, "version": version}))
                 engine.execute(bind(report["rollup_commit"], {
                     **sla, "span_ms": 3600000, "starts": [h], "version": version,
                     "snapshot_s": snap}))
@@ -302,6 +330,8 @@ def main() -> int:
                 version = now * 1000 + 500 + i
                 engine.execute(bind(report["rollup_days"], {
                     **sla, "version": version, "from_ms": d, "to_ms": d + 86400000}))
+                engine.execute(bind(report["rollup_dims"], {
+                    **sla, "span_ms": 86400000, "version": version}))
                 engine.execute(bind(report["rollup_commit"], {
                     **sla, "span_ms": 86400000, "starts": [d], "version": version,
                     "snapshot_s": day_snap}))
@@ -318,15 +348,111 @@ def main() -> int:
             engine, "SELECT span_ms, count() AS n FROM handoff_rollup_commits GROUP BY span_ms")}
         # Sunday (h0), Monday, Tuesday, Wednesday.
         check("rollup: days of the fixture merged", spans.get("86400000", 0), 4)
-        def metrics_sql(params):
-            """handoff_metrics bound as the gateway binds it: the covered hours first."""
+        def filtered(params):
+            return int(any(params.get(k) for k in ("channel", "team", "agent", "reason", "priority")))
+
+        def covered_of(params):
             hours, spans = [0], [0]
             if params.get("use_rollup", 1):
                 cov = rows(engine, bind(report["rollup_covered"], params))
                 hours += [int(r["hour_ms"]) for r in cov]
                 spans += sorted({int(r["span_key"]) for r in cov})
-            return bind(report["handoff_metrics"],
-                        {**params, "covered_hours": hours, "covered_spans": spans})
+            return hours, spans
+
+        def metrics_sql(params):
+            """handoff_metrics bound as the gateway binds it: the covered hours first."""
+            hours, spans = covered_of(params)
+            run, best, start = sorted(hours[1:]), (0, 0), 0
+            for i, h in enumerate(run):  # the longest run of covered hours, as reports.rs
+                if i == 0 or run[i - 1] + 3600000 != h:
+                    start = h
+                if h + 3600000 - start > best[1] - best[0]:
+                    best = (start, h + 3600000)
+            return bind(report["handoff_metrics"], {
+                **params, "covered_hours": hours, "covered_run_from_ms": best[0],
+                "covered_run_to_ms": best[1]})
+
+        def report_rows(params):
+            """The report as src/analytics/reports.rs adds it up: handoff_metrics' combinations
+            (each in its six rows) plus, unfiltered, handoff_metrics_dims' rows; percentiles as
+            histogram buckets (src/analytics/histogram.rs)."""
+            hours, spans = covered_of(params)
+            counts = ("requested", "assigned", "resolved", "released", "abandoned", "open",
+                      "waiting", "offered", "reoffered", "offers", "declines", "offer_timeouts",
+                      "transfers", "transferred", "rehandoffs", "sla_assignment_breaches",
+                      "sla_first_reply_breaches")
+            out = {}
+
+            def row(dim, key):
+                return out.setdefault((dim, key), {
+                    "counts": {c: 0 for c in counts}, "hist": [dict() for _ in range(4)],
+                    "buckets": {}, "heat": {}})
+
+            combos = rows(engine, metrics_sql(params))
+            if filtered(params) and len(spans) > 1:
+                combos += rows(engine, bind(report["handoff_metrics_covered"],
+                                            {**params, "covered_spans": spans}))
+            for src in combos:
+                keys = list(src.keys())
+                # Columns by position: five attributes, then the twenty counts.
+                attrs = [src[k] for k in keys[:5]]
+                vals = [src[k] for k in keys[5:25]]
+                named = dict(zip(("requested", "assigned", "replied", "accepted", "handled",
+                                  "resolved", "released", "abandoned", "open", "waiting",
+                                  "offered", "reoffered", "offers", "declines",
+                                  "offer_timeouts", "transfers", "transferred", "rehandoffs",
+                                  "sla_assignment_breaches", "sla_first_reply_breaches"), vals))
+                rest = dict(zip(("hist", "bucket_starts", "bucket_counts", "heat_cells",
+                                 "heat_counts"), [src[k] for k in keys[25:30]]))
+                ch, team, agent, reason, prio = attrs
+                for d in [("all", ""), ("channel", ch), ("team", team), ("agent", agent),
+                          ("reason", reason), ("priority", prio)]:
+                    r = row(*d)
+                    for c in counts:
+                        r["counts"][c] += int(named[c])
+                    for k, v in zip(json.loads(rest["bucket_starts"]), json.loads(rest["bucket_counts"])):
+                        r["buckets"][k] = r["buckets"].get(k, 0) + int(v)
+                    for k, v in zip(json.loads(rest["heat_cells"]), json.loads(rest["heat_counts"])):
+                        r["heat"][k] = r["heat"].get(k, 0) + int(v)
+                    for k in json.loads(rest["hist"]):
+                        h = r["hist"][k // 2048]
+                        h[k % 2048] = h.get(k % 2048, 0) + 1
+            if not filtered(params) and len(spans) > 1:
+                for src in rows(engine, bind(report["handoff_metrics_dims"],
+                                             {**params, "covered_spans": spans})):
+                    keys = list(src.keys())
+                    r = row(src["dimension"], src["key"])
+                    named = dict(zip(("requested", "assigned", "replied", "accepted", "handled",
+                                      "resolved", "released", "abandoned", "open", "waiting",
+                                      "offered", "reoffered", "offers", "declines",
+                                      "offer_timeouts", "transfers", "transferred", "rehandoffs",
+                                      "sla_assignment_breaches", "sla_first_reply_breaches"),
+                                     [src[k] for k in keys[2:22]]))
+                    for c in counts:
+                        r["counts"][c] += int(named[c])
+                    for k, v in zip(json.loads(src["bucket_starts"]), json.loads(src["bucket_counts"])):
+                        r["buckets"][k] = r["buckets"].get(k, 0) + int(v)
+                    for k, v in zip(json.loads(src["heat_cells"]), json.loads(src["heat_counts"])):
+                        r["heat"][k] = r["heat"].get(k, 0) + int(v)
+                    for kind, col in enumerate(("assign_wait_hist", "reply_wait_hist",
+                                                "accept_hist", "handle_hist")):
+                        for b, n in enumerate(json.loads(src[col])):
+                            if int(n):
+                                h = r["hist"][kind]
+                                h[b] = h.get(b, 0) + int(n)
+            report_out = {}
+            for key, r in out.items():
+                flat = {c: str(v) for c, v in r["counts"].items()}
+                for kind, name in enumerate(("assign_wait_q", "reply_wait_q", "accept_q",
+                                             "handle_q")):
+                    flat[name] = percentiles(r["hist"][kind])
+                # The chart reads the 'reason' rows' buckets, the heatmap the 'all' row's
+                # cells; buckets and cells of 0 (sums over the rollup) are left out, as empty.
+                flat["buckets"] = sorted(
+                    (k, v) for k, v in r["buckets"].items() if v and key[0] == "reason")
+                flat["heat"] = sorted((k, v) for k, v in r["heat"].items() if v and key[0] == "all")
+                report_out[key] = flat
+            return report_out
 
         ragged_day = {**week, "from_ms": T0_MS + 86400000 + 34200000,
                       "to_ms": T0_MS + 2 * 86400000 + 34200000, "bucket_ms": 3600000,
@@ -336,8 +462,7 @@ def main() -> int:
             covered = len(rows(engine, bind(report["rollup_covered"], params)))
             check(f"hours the rollup covers ({label})", covered > 0, True)
             check(f"handoff_metrics with the rollup equals without ({label})",
-                  rows(engine, metrics_sql(params)) ==
-                  rows(engine, metrics_sql({**params, "use_rollup": 0})), True)
+                  report_rows(params) == report_rows({**params, "use_rollup": 0}), True)
         q = lambda p, s: f"[{p},{s}]"
         expected = {
             "handoffs_today_by_channel": [{"channel": "web_chat", "handoffs": "3"}],
@@ -357,35 +482,32 @@ def main() -> int:
 
         for path in QUERIES:
             name = path.stem
-            if name.startswith("rollup_"):
+            if name.startswith("rollup_") or name in ("handoff_metrics_dims",
+                                                      "handoff_metrics_covered"):
                 continue  # run above
-            sql = metrics_sql(week) if name == "handoff_metrics" else bind(path.read_text(), week)
-            got = rows(engine, sql)
             if name == "handoff_metrics":
-                by = {(r["dimension"], name_of.get(r["key"], r["key"])): r for r in got}
+                by = {(d, name_of.get(k, k)): r for (d, k), r in report_rows(week).items()}
                 total = by[("all", "")]
                 check(name + " (all)", {k: total[k] for k in (
-                    "requested", "assigned", "assign_wait_q", "replied", "reply_wait_q",
-                    "accepted", "accept_q", "handled", "handle_q", "resolved", "released",
+                    "requested", "assigned", "assign_wait_q", "reply_wait_q",
+                    "accept_q", "handle_q", "resolved", "released",
                     "abandoned", "open", "waiting", "offered", "reoffered", "offers", "declines",
                     "offer_timeouts", "transfers", "transferred", "rehandoffs",
                     "sla_assignment_breaches", "sla_first_reply_breaches")}, {
-                    "requested": "7", "assigned": "5", "assign_wait_q": "[15000,205000,205000]",
-                    "replied": "4", "reply_wait_q": "[100000,300000,300000]",
-                    "accepted": "5", "accept_q": "[5000,20000,20000]",
-                    "handled": "5", "handle_q": "[285000,700000,700000]",
+                    "requested": "7", "assigned": "5",
+                    "assign_wait_q": buckets(15000, 205000, 205000),
+                    "reply_wait_q": buckets(100000, 300000, 300000),
+                    "accept_q": buckets(5000, 20000, 20000),
+                    "handle_q": buckets(285000, 700000, 700000),
                     "resolved": "3", "released": "2", "abandoned": "1", "open": "1",
                     "waiting": "1", "offered": "6", "reoffered": "1", "offers": "8",
                     "declines": "1", "offer_timeouts": "1", "transfers": "1",
                     "transferred": "1", "rehandoffs": "1", "sla_assignment_breaches": "3",
                     "sla_first_reply_breaches": "3"})
-                pairs = lambda r, k, v: list(zip(json.loads(r[k]), json.loads(r[v])))
-                check(name + " (heatmap, from 'all')",
-                      pairs(total, "heat_cells", "heat_counts"), heatmap)
+                check(name + " (heatmap, from 'all')", total["heat"], heatmap)
                 check(name + " (reasons over time, from 'reason')", sorted(
                     (start, k, n) for (d, k), r in by.items() if d == "reason"
-                    for start, n in pairs(r, "bucket_starts", "bucket_counts")),
-                    reasons_over_time)
+                    for start, n in r["buckets"]), reasons_over_time)
                 check(name + " (breakdowns)", sorted(
                     (d, k, r["requested"]) for (d, k), r in by.items() if d != "all"), sorted([
                         ("agent", "", "2"), ("agent", "A", "3"), ("agent", "B", "2"),
@@ -395,14 +517,14 @@ def main() -> int:
                         ("reason", "bot_failure", "1"), ("reason", "customer_request", "4"),
                         ("reason", "frustration", "2"), ("team", "general", "4"),
                         ("team", "billing", "3")]))
-                api = rows(engine, metrics_sql({**week, "channel": "api"}))
-                api_all = [r for r in api if r["dimension"] == "all"][0]
+                api_all = report_rows({**week, "channel": "api"})[("all", "")]
                 check(name + " (channel=api)", {k: api_all[k] for k in (
                     "requested", "assigned", "abandoned", "released", "rehandoffs",
                     "sla_assignment_breaches")}, {"requested": "3", "assigned": "1",
                     "abandoned": "1", "released": "1", "rehandoffs": "1",
                     "sla_assignment_breaches": "3"})
             elif name == "handoff_list":
+                got = rows(engine, bind(path.read_text(), week))
                 got_names = [name_of[r["handoff_id"]] for r in got]
                 check(name + " (sla_breached)", got_names, ["h5", "h4", "h3"])
                 for drill, want in [("rehandoff", ["h4"]), ("transferred", ["h2"]),
@@ -411,6 +533,7 @@ def main() -> int:
                     got = rows(engine, bind(path.read_text(), {**week, "drill": drill}))
                     check(f"{name} ({drill})", [name_of[r["handoff_id"]] for r in got], want)
             else:
+                got = rows(engine, bind(path.read_text(), week))
                 want = expected.get(name)
                 if want is None:
                     failures.append(f"{name}: no expected result in this script; add one")

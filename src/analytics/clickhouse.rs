@@ -25,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_handoff_rollup",
         include_str!("../../migrations/clickhouse/0004_handoff_rollup.sql"),
     ),
+    (
+        "0005_rollup_histograms",
+        include_str!("../../migrations/clickhouse/0005_rollup_histograms.sql"),
+    ),
 ];
 
 /// What went wrong talking to ClickHouse.

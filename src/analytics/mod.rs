@@ -2,6 +2,7 @@
 //! come back as dashboard figures ([`reports`]).
 
 pub mod clickhouse;
+pub mod histogram;
 pub mod reports;
 pub mod rollup;
 mod shipper;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::histogram::{Durations, Histogram, Kind};
 use super::{AnalyticsError, ClickHouse};
 use crate::model::{AgentId, ChannelKind, HandoffReason, HandoffStatus, Presence, Priority, Team};
 use crate::store::Store;
@@ -50,6 +51,15 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("rollup_covered", include_str!("queries/rollup_covered.sql")),
     ("rollup_refresh", include_str!("queries/rollup_refresh.sql")),
     ("rollup_days", include_str!("queries/rollup_days.sql")),
+    ("rollup_dims", include_str!("queries/rollup_dims.sql")),
+    (
+        "handoff_metrics_dims",
+        include_str!("queries/handoff_metrics_dims.sql"),
+    ),
+    (
+        "handoff_metrics_covered",
+        include_str!("queries/handoff_metrics_covered.sql"),
+    ),
     (
         "rollup_dirty_hours",
         include_str!("queries/rollup_dirty_hours.sql"),
@@ -491,6 +501,7 @@ fn param_names(sql: &str) -> Vec<&str> {
 }
 
 /// A value for a named placeholder.
+#[derive(Clone)]
 pub(crate) enum Param {
     Int(u64),
     Text(String),
@@ -554,12 +565,14 @@ fn filter_param(f: &Filter, sla: &SlaTargets, name: &str) -> Option<Param> {
 // ---------------------------------------------------------------------------------------------
 // Summary
 
-/// Exact percentiles of a duration, in milliseconds; `None` when `count` is 0.
+/// Percentiles of a duration, in milliseconds, to within 1% (the value at index
+/// `floor(level * n)` of the sorted durations, as its histogram bucket's value: see
+/// [`super::histogram`]); `None` when `count` is 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Percentiles {
     /// How many values.
     pub count: u64,
-    /// Median (`quantileExact(0.5)`: for an even count, the upper middle value).
+    /// Median (as `quantileExact(0.5)`: for an even count, the upper middle value).
     pub p50_ms: Option<u64>,
     /// 90th percentile.
     pub p90_ms: Option<u64>,
@@ -568,6 +581,10 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    fn from_histogram(h: &Histogram) -> Self {
+        Self::new(h.count(), &h.percentiles(&[0.5, 0.9, 0.99]))
+    }
+
     fn new(count: u64, q: &[u64]) -> Self {
         let at = |i: usize| (count > 0).then(|| q.get(i).copied()).flatten();
         Self {
@@ -731,85 +748,205 @@ impl Summary {
     }
 }
 
-/// A row of `handoff_metrics.sql`, in column order.
-#[derive(Debug, Deserialize, ::clickhouse::Row)]
-struct MetricsRow {
-    dimension: String,
-    key: String,
-    requested: u64,
-    assigned: u64,
-    assign_wait_q: Vec<u64>,
-    replied: u64,
-    reply_wait_q: Vec<u64>,
-    accepted: u64,
-    accept_q: Vec<u64>,
-    handled: u64,
-    handle_q: Vec<u64>,
-    resolved: u64,
-    released: u64,
-    abandoned: u64,
-    open: u64,
-    waiting: u64,
-    offered: u64,
-    reoffered: u64,
-    offers: u64,
-    declines: u64,
-    offer_timeouts: u64,
-    transfers: u64,
-    transferred: u64,
-    rehandoffs: u64,
-    sla_assignment_breaches: u64,
-    sla_first_reply_breaches: u64,
-    /// Handoffs per time bucket (bucket starts ascending): the chart of reasons over time.
-    bucket_starts: Vec<u64>,
-    bucket_counts: Vec<u64>,
-    /// Handoffs per weekday * 100 + hour, ascending: the heatmap.
-    heat_cells: Vec<u16>,
-    heat_counts: Vec<u64>,
+/// Declares a row struct of the report queries: the leading fields given, then the twenty
+/// counts every report query returns in the same order (the `counts` block of
+/// `handoff_metrics.sql`, summed), then the trailing fields given.
+macro_rules! counted_row {
+    ($(#[$meta:meta])* $name:ident { $($pre:ident: $pre_ty:ty,)* } { $($post:ident: $post_ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, ::clickhouse::Row)]
+        struct $name {
+            $($pre: $pre_ty,)*
+            requested: u64,
+            assigned: u64,
+            // (the histograms count these three)
+            _replied: u64,
+            _accepted: u64,
+            _handled: u64,
+            resolved: u64,
+            released: u64,
+            abandoned: u64,
+            open: u64,
+            waiting: u64,
+            offered: u64,
+            reoffered: u64,
+            offers: u64,
+            declines: u64,
+            offer_timeouts: u64,
+            transfers: u64,
+            transferred: u64,
+            rehandoffs: u64,
+            sla_assignment_breaches: u64,
+            sla_first_reply_breaches: u64,
+            $($post: $post_ty,)*
+        }
+
+        impl $name {
+            /// Adds this row's counts, chart buckets and heat cells to `into`.
+            fn add_to(&self, into: &mut RowTotals) {
+                let c = &mut into.counts;
+                c.requested += self.requested;
+                c.assigned += self.assigned;
+                c.resolved += self.resolved;
+                c.released += self.released;
+                c.abandoned += self.abandoned;
+                c.open += self.open;
+                c.waiting += self.waiting;
+                c.offered += self.offered;
+                c.reoffered += self.reoffered;
+                c.offers += self.offers;
+                c.declines += self.declines;
+                c.offer_timeouts += self.offer_timeouts;
+                c.transfers += self.transfers;
+                c.transferred += self.transferred;
+                c.rehandoffs += self.rehandoffs;
+                c.sla_assignment_breaches += self.sla_assignment_breaches;
+                c.sla_first_reply_breaches += self.sla_first_reply_breaches;
+                for (start, n) in self.bucket_starts.iter().zip(&self.bucket_counts) {
+                    *into.buckets.entry(*start).or_default() += n;
+                }
+                for (cell, n) in self.heat_cells.iter().zip(&self.heat_counts) {
+                    *into.heat.entry(*cell).or_default() += n;
+                }
+            }
+        }
+    };
+}
+
+counted_row!(
+    /// A row of `handoff_metrics.sql`: one combination of attributes, from the handoffs of the
+    /// hours not covered or from the rollup.
+    ComboRow {
+        channel: String,
+        team: String,
+        agent: String,
+        reason: String,
+        priority: String,
+    } {
+        hist: Vec<u16>,
+        bucket_starts: Vec<u64>,
+        bucket_counts: Vec<u64>,
+        heat_cells: Vec<u16>,
+        heat_counts: Vec<u64>,
+    }
+);
+
+counted_row!(
+    /// A row of `handoff_metrics_dims.sql`: one report row over the covered hours.
+    DimsRow {
+        dimension: String,
+        key: String,
+    } {
+        bucket_starts: Vec<u64>,
+        bucket_counts: Vec<u64>,
+        heat_cells: Vec<u16>,
+        heat_counts: Vec<u64>,
+        assign_wait_hist: Vec<u64>,
+        reply_wait_hist: Vec<u64>,
+        accept_hist: Vec<u64>,
+        handle_hist: Vec<u64>,
+    }
+);
+
+/// One report row while the query rows are added up.
+#[derive(Debug, Default)]
+struct RowTotals {
+    counts: Metrics,
+    durations: Durations,
+    /// Handoffs per chart bucket (kept for the 'reason' rows).
+    buckets: std::collections::BTreeMap<u64, u64>,
+    /// Handoffs per weekday * 100 + hour (kept for the 'all' row).
+    heat: std::collections::BTreeMap<u16, u64>,
+}
+
+impl RowTotals {
+    fn into_metrics(self) -> Metrics {
+        let c = self.counts;
+        let d = &self.durations;
+        let closed = c.resolved + c.released + c.abandoned;
+        Metrics {
+            wait_to_assignment: Percentiles::from_histogram(d.kind(Kind::AssignWait)),
+            wait_to_first_reply: Percentiles::from_histogram(d.kind(Kind::ReplyWait)),
+            time_to_accept: Percentiles::from_histogram(d.kind(Kind::Accept)),
+            handle_time: Percentiles::from_histogram(d.kind(Kind::Handle)),
+            resolution_rate: ratio(c.resolved, closed),
+            transfers_per_handoff: ratio(c.transfers, c.requested),
+            ..c
+        }
+    }
 }
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-impl From<MetricsRow> for Breakdown {
-    fn from(r: MetricsRow) -> Self {
-        let closed = r.resolved + r.released + r.abandoned;
-        Breakdown {
-            dimension: r.dimension,
-            key: r.key,
-            metrics: Metrics {
-                requested: r.requested,
-                assigned: r.assigned,
-                wait_to_assignment: Percentiles::new(r.assigned, &r.assign_wait_q),
-                wait_to_first_reply: Percentiles::new(r.replied, &r.reply_wait_q),
-                time_to_accept: Percentiles::new(r.accepted, &r.accept_q),
-                handle_time: Percentiles::new(r.handled, &r.handle_q),
-                resolved: r.resolved,
-                released: r.released,
-                abandoned: r.abandoned,
-                open: r.open,
-                waiting: r.waiting,
-                resolution_rate: ratio(r.resolved, closed),
-                offered: r.offered,
-                reoffered: r.reoffered,
-                offers: r.offers,
-                declines: r.declines,
-                offer_timeouts: r.offer_timeouts,
-                transfers: r.transfers,
-                transferred: r.transferred,
-                transfers_per_handoff: ratio(r.transfers, r.requested),
-                rehandoffs: r.rehandoffs,
-                sla_assignment_breaches: r.sla_assignment_breaches,
-                sla_first_reply_breaches: r.sla_first_reply_breaches,
-            },
+/// The longest run of consecutive hours in `hours` (ascending hour starts), as `[from, to)`
+/// in milliseconds; `(0, 0)` when there are none.
+fn longest_run(hours: &[u64]) -> (u64, u64) {
+    const HOUR: u64 = 3_600_000;
+    let mut best = (0, 0);
+    let mut start = 0;
+    for (i, &h) in hours.iter().enumerate() {
+        if i == 0 || hours[i - 1] + HOUR != h {
+            start = h;
+        }
+        if h + HOUR - start > best.1 - best.0 {
+            best = (start, h + HOUR);
         }
     }
+    best
 }
 
-/// Computes the report for `f`: one ClickHouse query (every figure with every breakdown, the
-/// reasons over time and the heatmap: the hours the rollup covers from it, the others from
-/// their handoffs, see `handoff_metrics.sql`) and one store query (containment), concurrently.
+/// The report's rows ('all' and one per dimension and value), from the combinations of
+/// `handoff_metrics.sql` (each counts in its six rows) and the rows of
+/// `handoff_metrics_dims.sql` (already per report row).
+fn report_rows(combos: &[ComboRow], dims: &[DimsRow]) -> HashMap<(String, String), RowTotals> {
+    let mut out: HashMap<(String, String), RowTotals> = HashMap::new();
+    for row in dims {
+        let totals = out
+            .entry((row.dimension.clone(), row.key.clone()))
+            .or_default();
+        row.add_to(totals);
+        for (kind, counts) in [
+            (Kind::AssignWait, &row.assign_wait_hist),
+            (Kind::ReplyWait, &row.reply_wait_hist),
+            (Kind::Accept, &row.accept_hist),
+            (Kind::Handle, &row.handle_hist),
+        ] {
+            totals.durations.kind_mut(kind).add_dense(counts);
+        }
+    }
+    for row in combos {
+        let mut durations = Durations::default();
+        durations.add_keys(&row.hist);
+        for (dimension, key) in [
+            ("all", ""),
+            ("channel", row.channel.as_str()),
+            ("team", row.team.as_str()),
+            ("agent", row.agent.as_str()),
+            ("reason", row.reason.as_str()),
+            ("priority", row.priority.as_str()),
+        ] {
+            let totals = out
+                .entry((dimension.to_owned(), key.to_owned()))
+                .or_default();
+            row.add_to(totals);
+            for kind in Kind::ALL {
+                totals
+                    .durations
+                    .kind_mut(kind)
+                    .add_histogram(durations.kind(kind));
+            }
+        }
+    }
+    out
+}
+
+/// Computes the report for `f`: the hours the rollup covers (`rollup_covered.sql`), then
+/// concurrently the combinations of the hours not covered (`handoff_metrics.sql`), the
+/// covered ones (per combination when filtered by an attribute,
+/// `handoff_metrics_covered.sql`; else per report row, `handoff_metrics_dims.sql`), and
+/// containment from the store; the rows are added up here.
 pub async fn summary(
     ch: &ClickHouse,
     store: &dyn Store,
@@ -828,7 +965,14 @@ pub async fn summary_with(
     sla: &SlaTargets,
     use_rollup: bool,
 ) -> Result<Summary, AnalyticsError> {
-    let metrics = async {
+    // Filtered by an attribute, the covered hours come as combinations (the per-row rollup
+    // has no way to filter them); unfiltered, per report row, already added up.
+    let filtered = f.channel.is_some()
+        || f.team.is_some()
+        || f.agent.is_some()
+        || f.reason.is_some()
+        || f.priority.is_some();
+    let rows = async {
         // The hours the rollup covers and the versions to read them from (a 0 first: names
         // nothing, and keeps the lists' type when they are otherwise empty).
         let mut hours = vec![0];
@@ -847,57 +991,49 @@ pub async fn summary_with(
             spans.sort_unstable();
             spans.dedup();
         }
-        bind(ch, "handoff_metrics", |n| match n {
+        let (run_from, run_to) = longest_run(&hours[1..]);
+        let combos = bind(ch, "handoff_metrics", |n| match n {
             "covered_hours" => Some(Param::Ints(hours.clone())),
-            "covered_spans" => Some(Param::Ints(spans.clone())),
+            "covered_run_from_ms" => Some(Param::Int(run_from)),
+            "covered_run_to_ms" => Some(Param::Int(run_to)),
             n => filter_param(f, sla, n),
         })
-        .fetch_all::<MetricsRow>()
-        .await
-        .map_err(AnalyticsError::from)
+        .fetch_all::<ComboRow>();
+        let covered = async {
+            if spans.len() < 2 {
+                return Ok::<_, AnalyticsError>((Vec::new(), Vec::new()));
+            }
+            let spans = Param::Ints(spans.clone());
+            if filtered {
+                let rows = bind(ch, "handoff_metrics_covered", |n| match n {
+                    "covered_spans" => Some(spans.clone()),
+                    n => filter_param(f, sla, n),
+                })
+                .fetch_all::<ComboRow>()
+                .await?;
+                Ok((rows, Vec::new()))
+            } else {
+                let rows = bind(ch, "handoff_metrics_dims", |n| match n {
+                    "covered_spans" => Some(spans.clone()),
+                    n => filter_param(f, sla, n),
+                })
+                .fetch_all::<DimsRow>()
+                .await?;
+                Ok((Vec::new(), rows))
+            }
+        };
+        let (combos, covered) = futures_util::future::join(combos, covered).await;
+        let (mut combos, (covered_combos, dims)) = (combos?, covered?);
+        combos.extend(covered_combos);
+        Ok::<_, AnalyticsError>(report_rows(&combos, &dims))
     };
     let activity = store.conversation_activity(
         crate::model::Timestamp::from_millis(f.from_ms),
         crate::model::Timestamp::from_millis(f.to_ms),
         f.channel,
     );
-    let (metrics, activity) = futures_util::future::join(metrics, activity).await;
-    let (metrics, activity) = (metrics?, activity?);
-    // The chart's buckets from the per-reason rows, the heatmap from the totals' row.
-    let mut reasons_over_time = Vec::new();
-    let mut heatmap = Vec::new();
-    for row in &metrics {
-        match row.dimension.as_str() {
-            "reason" => {
-                // Sums over the rollup may hold buckets and cells of 0: left out, as empty.
-                reasons_over_time.extend(
-                    row.bucket_starts
-                        .iter()
-                        .zip(&row.bucket_counts)
-                        .filter(|(_, c)| **c > 0)
-                        .map(|(start, count)| ReasonBucket {
-                            bucket_start_ms: *start,
-                            reason: row.key.clone(),
-                            count: *count,
-                        }),
-                )
-            }
-            "all" => heatmap.extend(
-                row.heat_cells
-                    .iter()
-                    .zip(&row.heat_counts)
-                    .filter(|(_, c)| **c > 0)
-                    .map(|(cell, count)| HeatCell {
-                        weekday: (cell / 100) as u8,
-                        hour: (cell % 100) as u8,
-                        count: *count,
-                    }),
-            ),
-            _ => {}
-        }
-    }
-    reasons_over_time
-        .sort_by(|a, b| (a.bucket_start_ms, &a.reason).cmp(&(b.bucket_start_ms, &b.reason)));
+    let (rows, activity) = futures_util::future::join(rows, activity).await;
+    let (rows, activity) = (rows?, activity?);
 
     let mut s = Summary {
         filter: f.clone(),
@@ -918,11 +1054,47 @@ pub async fn summary_with(
         by_agent: Vec::new(),
         by_reason: Vec::new(),
         by_priority: Vec::new(),
-        reasons_over_time,
-        heatmap,
+        reasons_over_time: Vec::new(),
+        heatmap: Vec::new(),
     };
-    for row in metrics {
-        let row = Breakdown::from(row);
+    for ((dimension, key), totals) in rows {
+        // The chart's buckets from the per-reason rows, the heatmap from the totals' row. Sums
+        // over the rollup may hold buckets and cells of 0: left out, as empty.
+        match dimension.as_str() {
+            "reason" => {
+                s.reasons_over_time
+                    .extend(
+                        totals
+                            .buckets
+                            .iter()
+                            .filter(|(_, n)| **n > 0)
+                            .map(|(start, n)| ReasonBucket {
+                                bucket_start_ms: *start,
+                                reason: key.clone(),
+                                count: *n,
+                            }),
+                    )
+            }
+            "all" => {
+                s.heatmap.extend(
+                    totals
+                        .heat
+                        .iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(cell, n)| HeatCell {
+                            weekday: (cell / 100) as u8,
+                            hour: (cell % 100) as u8,
+                            count: *n,
+                        }),
+                )
+            }
+            _ => {}
+        }
+        let row = Breakdown {
+            dimension,
+            key,
+            metrics: totals.into_metrics(),
+        };
         match row.dimension.as_str() {
             "all" => s.totals = row.metrics,
             "channel" => s.by_channel.push(row),
@@ -933,6 +1105,19 @@ pub async fn summary_with(
             _ => {}
         }
     }
+    // Most handoffs first.
+    for table in [
+        &mut s.by_channel,
+        &mut s.by_team,
+        &mut s.by_agent,
+        &mut s.by_reason,
+        &mut s.by_priority,
+    ] {
+        table.sort_by(|a, b| (b.metrics.requested, &a.key).cmp(&(a.metrics.requested, &b.key)));
+    }
+    s.reasons_over_time
+        .sort_by(|a, b| (a.bucket_start_ms, &a.reason).cmp(&(b.bucket_start_ms, &b.reason)));
+    s.heatmap.sort_by_key(|c| (c.weekday, c.hour));
     Ok(s)
 }
 
@@ -1881,6 +2066,8 @@ mod tests {
                             | "use_rollup"
                             | "covered_hours"
                             | "covered_spans"
+                            | "covered_run_from_ms"
+                            | "covered_run_to_ms"
                             | "version"
                             | "snapshot_s"
                             | "span_ms"
@@ -1923,6 +2110,35 @@ mod tests {
             assert!(blocks.len() >= at_least, "{begin}");
             assert!(blocks.windows(2).all(|w| w[0] == w[1]), "{begin} differs");
         }
+    }
+
+    #[test]
+    fn the_longest_run_of_covered_hours_is_found() {
+        let h = 3_600_000;
+        assert_eq!(longest_run(&[]), (0, 0));
+        assert_eq!(longest_run(&[5 * h]), (5 * h, 6 * h));
+        assert_eq!(
+            longest_run(&[h, 2 * h, 5 * h, 6 * h, 7 * h, 9 * h]),
+            (5 * h, 8 * h)
+        );
+    }
+
+    #[test]
+    fn every_histogram_key_uses_the_one_bucket_expression() {
+        let mut seen = 0;
+        for (name, sql) in QUERIES.iter().filter(|(_, sql)| sql.contains("AS h_hist")) {
+            for v in [
+                "h_assign_wait",
+                "h_reply_wait",
+                "h_accept_ms",
+                "h_handle_ms",
+            ] {
+                let expr = super::super::histogram::BUCKET_SQL.replace("{v}", v);
+                assert!(sql.contains(&expr), "{name}: {v}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 3);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The rollup of the period figures (migrations/clickhouse/0004): per span of request time
-//! and combination of channel, team, agent, reason and priority, the counts and exact
-//! percentile states that `handoff_metrics.sql` would compute from the handoffs, so that a
-//! period of weeks merges a few thousand rows instead of every handoff's states.
+//! The rollup of the period figures (migrations/clickhouse/0004 and 0005): per span of
+//! request time and combination of channel, team, agent, reason and priority, the counts and
+//! histogram keys that `handoff_metrics.sql` would compute from the handoffs, and per span and
+//! breakdown row the histograms of the durations (`rollup_dims.sql`), so that a period of
+//! weeks merges a few thousand rows instead of every handoff.
 //!
 //! Spans are hours, computed from `handoff_summary` by `rollup_refresh.sql` (the same text as
 //! the report), and UTC days, merged from their 24 hours by `rollup_days.sql`. Every
@@ -94,6 +95,24 @@ fn sla_param(sla: &SlaTargets, name: &str) -> Option<Param> {
     }
 }
 
+/// Counts the histogram keys of version `version` (spans of `span_ms`) per breakdown row
+/// (`rollup_dims.sql`): run after the version's combination rows, before its commit.
+async fn dims(
+    ch: &ClickHouse,
+    sla: &SlaTargets,
+    span_ms: u64,
+    version: u64,
+) -> Result<(), AnalyticsError> {
+    bind(ch, "rollup_dims", |n| match n {
+        "span_ms" => Some(Param::Int(span_ms)),
+        "version" => Some(Param::Int(version)),
+        n => sla_param(sla, n),
+    })
+    .execute()
+    .await?;
+    Ok(())
+}
+
 /// Records `starts` (spans of `span_ms`) as version `version`, computed from what was there
 /// at `snapshot_s`.
 async fn commit(
@@ -170,6 +189,7 @@ pub async fn refresh(
         })
         .execute()
         .await?;
+        dims(ch, sla, HOUR_MS, version).await?;
         commit(ch, sla, HOUR_MS, &run, version, snapshot_s).await?;
     }
 
@@ -192,6 +212,7 @@ pub async fn refresh(
         })
         .execute()
         .await?;
+        dims(ch, sla, DAY_MS, version).await?;
         commit(ch, sla, DAY_MS, &run, version, day_snapshot_s).await?;
     }
     Ok(Refreshed {
@@ -262,17 +283,19 @@ pub async fn cleanup(
     if stale.is_empty() {
         return Ok(0);
     }
-    ch.client()
-        .query(
-            "ALTER TABLE handoff_rollup DELETE
-             WHERE sla_assignment_ms = ? AND sla_first_reply_ms = ?
-                 AND has(?, cityHash64(span_ms, start_ms, version))",
-        )
-        .bind(sla.assignment_secs.saturating_mul(1000))
-        .bind(sla.first_reply_secs.saturating_mul(1000))
-        .bind(&stale)
-        .execute()
-        .await?;
+    for table in ["handoff_rollup", "handoff_rollup_dims"] {
+        ch.client()
+            .query(&format!(
+                "ALTER TABLE {table} DELETE
+                 WHERE sla_assignment_ms = ? AND sla_first_reply_ms = ?
+                     AND has(?, cityHash64(span_ms, start_ms, version))"
+            ))
+            .bind(sla.assignment_secs.saturating_mul(1000))
+            .bind(sla.first_reply_secs.saturating_mul(1000))
+            .bind(&stale)
+            .execute()
+            .await?;
+    }
     Ok(stale.len())
 }
 

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 
+use baton::analytics::histogram;
 use baton::analytics::reports::{
     self, Breakdown, Drill, Filter, FilterQuery, Percentiles, SlaTargets,
 };
@@ -138,12 +139,14 @@ fn week(filters: &[(&str, &str)]) -> Filter {
     Filter::from_query(&q, Timestamp::now().as_millis()).unwrap()
 }
 
+/// The percentiles the report gives for hand-computed exact ones: each within 1%, as its
+/// histogram bucket's value (baton::analytics::histogram).
 fn p(count: u64, p50: u64, p90: u64, p99: u64) -> Percentiles {
     Percentiles {
         count,
-        p50_ms: Some(p50),
-        p90_ms: Some(p90),
-        p99_ms: Some(p99),
+        p50_ms: Some(histogram::round(p50)),
+        p90_ms: Some(histogram::round(p90)),
+        p99_ms: Some(histogram::round(p99)),
     }
 }
 
@@ -475,8 +478,9 @@ async fn summaries_and_drill_downs_come_as_csv_when_asked() {
     let csv = r.text().await.unwrap();
     let lines: Vec<&str> = csv.split("\r\n").collect();
     assert!(lines[0].starts_with("dimension,key,requested,assigned,wait_to_assignment_p50_ms"));
+    let (p50, p90) = (histogram::round(15_000), histogram::round(205_000));
     assert!(
-        lines[1].starts_with("all,,7,5,15000,205000,205000,"),
+        lines[1].starts_with(&format!("all,,7,5,{p50},{p90},{p90},")),
         "{}",
         lines[1]
     );
@@ -680,5 +684,43 @@ async fn drills_are_named_in_the_error_when_unknown() {
     let message = body["error"]["message"].as_str().unwrap();
     for d in Drill::ALL {
         assert!(message.contains(d.as_str()), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn clickhouse_puts_every_duration_in_the_bucket_the_report_reads_it_from() {
+    let app = spawn_app().await;
+    // Every millisecond up to 100 s, then every bucket's bounds (and their neighbours) up to
+    // 40 days: where float rounding could put a duration in the next bucket.
+    let expr = histogram::BUCKET_SQL.replace("{v}", "v");
+    app.services.clickhouse.migrate().await.unwrap();
+    let client = app.services.clickhouse.client();
+    let mut got: Vec<(u64, u16)> = client
+        .query(&format!(
+            "SELECT v, {expr} AS b FROM (SELECT toUInt64(number) AS v FROM numbers(100000))"
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut bounds: Vec<u64> = Vec::new();
+    let mut bound = 1.0f64;
+    while bound < 40.0 * 86_400_000.0 {
+        let b = bound as u64;
+        bounds.extend([b.saturating_sub(1), b, b + 1]);
+        bound *= 1.02;
+    }
+    got.extend(
+        client
+            .query(&format!(
+                "SELECT v, {expr} AS b FROM (SELECT toUInt64(arrayJoin(?)) AS v)"
+            ))
+            .bind(&bounds)
+            .fetch_all::<(u64, u16)>()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got.len(), 100_000 + bounds.len());
+    for (v, b) in got {
+        assert_eq!(b, histogram::bucket_of(v), "{v} ms");
     }
 }

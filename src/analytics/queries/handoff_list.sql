@@ -61,7 +61,14 @@ FROM
         h_assign_so_far > ? AS h_sla_assign_breached,
         h_reply_so_far > ? AS h_sla_reply_breached,
         h_outcome = 'released' AND arrayExists((t, c) -> t > c AND t <= c + 86400000, r_requests,
-            arrayResize([h_closed_at], length(r_requests), h_closed_at)) AS h_rehandoff
+            arrayResize([h_closed_at], length(r_requests), h_closed_at)) AS h_rehandoff,
+        -- One histogram key per duration the handoff has (src/analytics/histogram.rs): kind *
+        -- 2048 + the duration's bucket, bucket = if(v < 1, 0, ceil(log(v) / log(1.02)) + 1).
+        arrayFilter(k -> k < 65535, [
+            if(h_assigned, toUInt16(if(h_assign_wait < 1, 0, least(2047, ceil(log(h_assign_wait) / log(1.02)) + 1))), toUInt16(65535)),
+            if(h_replied, toUInt16(2048 + toUInt16(if(h_reply_wait < 1, 0, least(2047, ceil(log(h_reply_wait) / log(1.02)) + 1)))), toUInt16(65535)),
+            if(h_accepted, toUInt16(4096 + toUInt16(if(h_accept_ms < 1, 0, least(2047, ceil(log(h_accept_ms) / log(1.02)) + 1)))), toUInt16(65535)),
+            if(h_handled, toUInt16(6144 + toUInt16(if(h_handle_ms < 1, 0, least(2047, ceil(log(h_handle_ms) / log(1.02)) + 1)))), toUInt16(65535))]) AS h_hist
     FROM
     (
         -- base:begin  One row per handoff requested in the period that matches the filters.

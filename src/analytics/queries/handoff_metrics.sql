@@ -1,80 +1,35 @@
--- Every period figure, for all handoffs of the period (dimension 'all') and broken down by
--- channel, team, agent, reason and priority, with the handoffs per time bucket (the chart of
--- reasons over time reads the 'reason' rows) and per weekday and hour (the heatmap reads the
--- 'all' row). First per combination of the five attributes (few rows even for millions of
--- handoffs: counts, the percentiles' values as quantilesExact states, the buckets as sumMap
--- states), then each combination counts in its six rows ('all' and one per dimension), merged
--- there. Percentiles are exact (quantilesExact: the value at index floor(level * n) of the
--- sorted values; merging states concatenates the values, so the result is the same as over the
--- handoffs directly). Buckets start at multiples of bucket_ms since the epoch (days at midnight
--- UTC); heat cells are weekday * 100 + hour, weekday 1 = Monday ... 7 = Sunday, UTC, from
--- epoch milliseconds (1970-01-01 was a Thursday), so no server time zone is involved. Buckets
--- are merged for the 'reason' rows only and heat cells for the 'all' row (all the report
--- reads: merging maps is costly on 18.16); sums over the rollup may hold buckets and cells
--- of 0, which the caller leaves out.
+-- Every period figure per combination of the five attributes (channel, team, agent, reason,
+-- priority) that has handoffs in the period, for src/analytics/reports.rs to count in the
+-- report's rows ('all' and one per dimension): counts, the handoffs per time bucket (the chart
+-- of reasons over time) and per weekday and hour (the heatmap), and the histogram keys of the
+-- durations (src/analytics/histogram.rs: one key per duration each handoff has, kind * 2048 +
+-- bucket). Buckets start at multiples of bucket_ms since the epoch (days at midnight UTC);
+-- heat cells are weekday * 100 + hour, weekday 1 = Monday ... 7 = Sunday, UTC, from epoch
+-- milliseconds (1970-01-01 was a Thursday), so no server time zone is involved. Few rows even
+-- for millions of handoffs; the caller merges them (cheaper there than another level of
+-- subqueries here: 18.16 analyses each nested subquery again for every level above it).
 --
--- The combinations come from two disjoint sets of request hours of the period:
--- - covered hours (covered_hours), read from the rollup (migrations/clickhouse/0004, filled
---   by src/analytics/rollup.rs), each from the version of the span rollup_covered.sql chose
---   for it (covered_spans: their keys); the caller runs that query first, each list starts
---   with a 0 that names nothing;
+-- The report's hours come from two disjoint sets of request hours of the period:
+-- - covered hours (covered_hours), read from the rollup (migrations/clickhouse/0004 and 0005,
+--   filled by src/analytics/rollup.rs), each from the version of the span rollup_covered.sql
+--   chose for it (covered_spans: their keys); the caller runs that query first, each list
+--   starts with a 0 that names nothing. Per combination by handoff_metrics_covered.sql when
+--   the report is filtered by an attribute, else per report row by
+--   handoff_metrics_dims.sql;
 -- - every other hour (the period's ragged ends, the last hours, hours with a change the
---   rollup has not caught up with), merged from the handoffs' states as before.
--- The rollup holds the same counts and states, computed by the same text (the blocks between
--- the markers, in rollup_refresh.sql), so the union is the same as merging every handoff.
--- params: bucket_ms, bucket_ms, now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, covered_hours, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, from_s, bucket_ms, bucket_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, covered_spans, channel, channel, team, team, agent, agent, reason, reason, priority, priority
-SELECT
-    tupleElement(d, 1) AS dimension,
-    tupleElement(d, 2) AS key,
-    sum(c_requested) AS requested,
-    sum(c_assigned) AS assigned,
-    arrayMap(x -> toUInt64(x), quantilesExactIfMerge(0.5, 0.9, 0.99)(q_assign_wait)) AS assign_wait_q,
-    sum(c_replied) AS replied,
-    arrayMap(x -> toUInt64(x), quantilesExactIfMerge(0.5, 0.9, 0.99)(q_reply_wait)) AS reply_wait_q,
-    sum(c_accepted) AS accepted,
-    arrayMap(x -> toUInt64(x), quantilesExactIfMerge(0.5, 0.9, 0.99)(q_accept)) AS accept_q,
-    sum(c_handled) AS handled,
-    arrayMap(x -> toUInt64(x), quantilesExactIfMerge(0.5, 0.9, 0.99)(q_handle)) AS handle_q,
-    sum(c_resolved) AS resolved,
-    sum(c_released) AS released,
-    sum(c_abandoned) AS abandoned,
-    sum(c_open) AS open,
-    sum(c_waiting) AS waiting,
-    sum(c_offered) AS offered,
-    sum(c_reoffered) AS reoffered,
-    sum(c_offers) AS offers,
-    sum(c_declines) AS declines,
-    sum(c_offer_timeouts) AS offer_timeouts,
-    sum(c_transfers) AS transfers,
-    sum(c_transferred) AS transferred,
-    sum(c_rehandoffs) AS rehandoffs,
-    sum(c_sla_assignment_breaches) AS sla_assignment_breaches,
-    sum(c_sla_first_reply_breaches) AS sla_first_reply_breaches,
-    tupleElement(sumMapMergeIf(m_buckets, tupleElement(d, 1) = 'reason'), 1) AS bucket_starts,
-    tupleElement(sumMapMergeIf(m_buckets, tupleElement(d, 1) = 'reason'), 2) AS bucket_counts,
-    tupleElement(sumMapMergeIf(m_heat, tupleElement(d, 1) = 'all'), 1) AS heat_cells,
-    tupleElement(sumMapMergeIf(m_heat, tupleElement(d, 1) = 'all'), 2) AS heat_counts
-FROM
-(
-    SELECT
-        *,
-        arrayJoin([('all', ''), ('channel', h_channel), ('team', h_team), ('agent', h_agent),
-                   ('reason', h_reason), ('priority', h_priority)]) AS d
-    FROM
-    (
-        -- The hours not covered: from the handoffs.
+--   rollup has not caught up with): this query, from the handoffs.
+-- The rollup holds the same counts and keys, computed by the same text (the blocks between
+-- the markers, in rollup_refresh.sql), so the sum is the same as reading every handoff. A
+-- combination may come from both.
+-- params: bucket_ms, bucket_ms, bucket_ms, bucket_ms, now_ms, now_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, covered_run_from_ms, covered_run_to_ms, covered_hours, from_ms, to_ms, channel, channel, team, team, agent, agent, reason, reason, priority, priority, from_s, from_s
         SELECT
             h_channel, h_team, h_agent, h_reason, h_priority,
             -- counts:begin
             count() AS c_requested,
             countIf(h_assigned) AS c_assigned,
-            quantilesExactIfState(0.5, 0.9, 0.99)(h_assign_wait, h_assigned) AS q_assign_wait,
             countIf(h_replied) AS c_replied,
-            quantilesExactIfState(0.5, 0.9, 0.99)(h_reply_wait, h_replied) AS q_reply_wait,
             countIf(h_accepted) AS c_accepted,
-            quantilesExactIfState(0.5, 0.9, 0.99)(h_accept_ms, h_accepted) AS q_accept,
             countIf(h_handled) AS c_handled,
-            quantilesExactIfState(0.5, 0.9, 0.99)(h_handle_ms, h_handled) AS q_handle,
             countIf(h_outcome = 'resolved') AS c_resolved,
             countIf(h_outcome = 'released') AS c_released,
             countIf(h_outcome = 'abandoned') AS c_abandoned,
@@ -90,10 +45,15 @@ FROM
             countIf(h_rehandoff) AS c_rehandoffs,
             countIf(h_sla_assign_breached) AS c_sla_assignment_breaches,
             countIf(h_sla_reply_breached) AS c_sla_first_reply_breaches,
+            groupArrayArray(h_hist) AS q_hist,
             -- counts:end
-            sumMapState([intDiv(h_requested_at, ?) * ?], [toUInt64(1)]) AS m_buckets,
-            sumMapState([toUInt16(((intDiv(h_requested_at, 86400000) + 3) % 7 + 1) * 100
-                + intDiv(h_requested_at % 86400000, 3600000))], [toUInt64(1)]) AS m_heat
+            -- (the same sumMap twice is computed once)
+            tupleElement(sumMap([intDiv(h_requested_at, ?) * ?], [toUInt64(1)]), 1) AS bucket_starts,
+            tupleElement(sumMap([intDiv(h_requested_at, ?) * ?], [toUInt64(1)]), 2) AS bucket_counts,
+            tupleElement(sumMap([toUInt16(((intDiv(h_requested_at, 86400000) + 3) % 7 + 1) * 100
+                + intDiv(h_requested_at % 86400000, 3600000))], [toUInt64(1)]), 1) AS heat_cells,
+            tupleElement(sumMap([toUInt16(((intDiv(h_requested_at, 86400000) + 3) % 7 + 1) * 100
+                + intDiv(h_requested_at % 86400000, 3600000))], [toUInt64(1)]), 2) AS heat_counts
         FROM
         (
     -- derived:begin  Per handoff, what the figures need: time to accept (from the offer that
@@ -117,7 +77,14 @@ FROM
         h_assign_so_far > ? AS h_sla_assign_breached,
         h_reply_so_far > ? AS h_sla_reply_breached,
         h_outcome = 'released' AND arrayExists((t, c) -> t > c AND t <= c + 86400000, r_requests,
-            arrayResize([h_closed_at], length(r_requests), h_closed_at)) AS h_rehandoff
+            arrayResize([h_closed_at], length(r_requests), h_closed_at)) AS h_rehandoff,
+        -- One histogram key per duration the handoff has (src/analytics/histogram.rs): kind *
+        -- 2048 + the duration's bucket, bucket = if(v < 1, 0, ceil(log(v) / log(1.02)) + 1).
+        arrayFilter(k -> k < 65535, [
+            if(h_assigned, toUInt16(if(h_assign_wait < 1, 0, least(2047, ceil(log(h_assign_wait) / log(1.02)) + 1))), toUInt16(65535)),
+            if(h_replied, toUInt16(2048 + toUInt16(if(h_reply_wait < 1, 0, least(2047, ceil(log(h_reply_wait) / log(1.02)) + 1)))), toUInt16(65535)),
+            if(h_accepted, toUInt16(4096 + toUInt16(if(h_accept_ms < 1, 0, least(2047, ceil(log(h_accept_ms) / log(1.02)) + 1)))), toUInt16(65535)),
+            if(h_handled, toUInt16(6144 + toUInt16(if(h_handle_ms < 1, 0, least(2047, ceil(log(h_handle_ms) / log(1.02)) + 1)))), toUInt16(65535))]) AS h_hist
     FROM
     (
         -- base:begin  One row per handoff requested in the period that matches the filters.
@@ -156,8 +123,11 @@ FROM
             minIfMerge(s_closed_wait) AS h_closed_wait,
             minIfMerge(s_closed_at) AS h_closed_at
         FROM handoff_summary
-        -- where:begin  (only the hours the rollup does not cover)
+        -- where:begin  (only the hours the rollup does not cover; the longest run of covered
+        -- hours, [covered_run_from_ms, covered_run_to_ms), also as a range the table's order
+        -- can skip: the set alone would read the whole period)
         PREWHERE requested_at_ms >= ? AND requested_at_ms < ?
+            AND (requested_at_ms < ? OR requested_at_ms >= ?)
             AND intDiv(requested_at_ms, 3600000) * 3600000 NOT IN (SELECT toUInt64(arrayJoin(?)))
         -- where:end
         GROUP BY handoff_id
@@ -187,53 +157,3 @@ FROM
         )
         GROUP BY h_channel, h_team, h_agent, h_reason, h_priority
 
-        UNION ALL
-
-        -- The covered hours: the chosen versions of their spans from the rollup, each span's
-        -- handoffs in the buckets and heat cells of their hours.
-        SELECT
-            channel AS h_channel, team AS h_team, agent AS h_agent, reason AS h_reason,
-            priority AS h_priority,
-            sum(c_requested) AS u_requested,
-            sum(c_assigned) AS u_assigned,
-            quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_assign_wait) AS u_assign_wait,
-            sum(c_replied) AS u_replied,
-            quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_reply_wait) AS u_reply_wait,
-            sum(c_accepted) AS u_accepted,
-            quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_accept) AS u_accept,
-            sum(c_handled) AS u_handled,
-            quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_handle) AS u_handle,
-            sum(c_resolved) AS u_resolved,
-            sum(c_released) AS u_released,
-            sum(c_abandoned) AS u_abandoned,
-            sum(c_open) AS u_open,
-            sum(c_waiting) AS u_waiting,
-            sum(c_offered) AS u_offered,
-            sum(c_reoffered) AS u_reoffered,
-            sum(c_offers) AS u_offers,
-            sum(c_declines) AS u_declines,
-            sum(c_offer_timeouts) AS u_offer_timeouts,
-            sum(c_transfers) AS u_transfers,
-            sum(c_transferred) AS u_transferred,
-            sum(c_rehandoffs) AS u_rehandoffs,
-            sum(c_sla_assignment_breaches) AS u_sla_assignment_breaches,
-            sum(c_sla_first_reply_breaches) AS u_sla_first_reply_breaches,
-            sumMapState(arrayMap((i, s) -> intDiv(s + i * 3600000, ?) * ?, range(length(c_hours)),
-                arrayResize([start_ms], length(c_hours), start_ms)), c_hours) AS u_buckets,
-            sumMapState(arrayMap((i, s) -> toUInt16(((intDiv(s + i * 3600000, 86400000) + 3) % 7 + 1) * 100
-                + intDiv((s + i * 3600000) % 86400000, 3600000)), range(length(c_hours)),
-                arrayResize([start_ms], length(c_hours), start_ms)), c_hours) AS u_heat
-        FROM handoff_rollup
-        PREWHERE sla_assignment_ms = ? AND sla_first_reply_ms = ?
-            AND start_ms >= ? AND start_ms < ?
-            AND cityHash64(span_ms, start_ms, version) IN (SELECT toUInt64(arrayJoin(?)))
-        WHERE (? = '' OR h_channel = ?)
-            AND (? = '' OR h_team = ?)
-            AND (? = '' OR h_agent = ?)
-            AND (? = '' OR h_reason = ?)
-            AND (? = '' OR h_priority = ?)
-        GROUP BY h_channel, h_team, h_agent, h_reason, h_priority
-    )
-)
-GROUP BY dimension, key
-ORDER BY dimension, requested DESC, key

@@ -1,7 +1,6 @@
 -- Merges the hourly rollup of whole UTC days in [from_ms, to_ms) into one row per day and
 -- combination (a new version of each day): the latest committed version of each of its hours,
--- counts summed, percentile states merged (quantilesExact states concatenate their values, so
--- this is exact), c_hours set from each hour's count. The caller (src/analytics/rollup.rs)
+-- counts summed, histogram keys concatenated, c_hours set from each hour's count. The caller (src/analytics/rollup.rs)
 -- only asks for days whose 24 hours are all covered by a version computed after their latest
 -- touch, and records the day's version in handoff_rollup_commits once this INSERT is done.
 -- params: sla_assignment_ms, sla_first_reply_ms, version, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms, sla_assignment_ms, sla_first_reply_ms, from_ms, to_ms
@@ -14,13 +13,9 @@ SELECT
     toUInt64(?) AS r_version,
     sum(c_requested) AS u_requested,
     sum(c_assigned) AS u_assigned,
-    quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_assign_wait) AS u_assign_wait,
     sum(c_replied) AS u_replied,
-    quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_reply_wait) AS u_reply_wait,
     sum(c_accepted) AS u_accepted,
-    quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_accept) AS u_accept,
     sum(c_handled) AS u_handled,
-    quantilesExactIfMergeState(0.5, 0.9, 0.99)(q_handle) AS u_handle,
     sum(c_resolved) AS u_resolved,
     sum(c_released) AS u_released,
     sum(c_abandoned) AS u_abandoned,
@@ -36,6 +31,7 @@ SELECT
     sum(c_rehandoffs) AS u_rehandoffs,
     sum(c_sla_assignment_breaches) AS u_sla_assignment_breaches,
     sum(c_sla_first_reply_breaches) AS u_sla_first_reply_breaches,
+    groupArrayArray(q_hist) AS u_hist,
     sumForEach(arrayMap((i, h, c) -> if(i = h, c, toUInt64(0)), range(24),
         arrayResize([toUInt64(intDiv(start_ms % 86400000, 3600000))], 24,
             toUInt64(intDiv(start_ms % 86400000, 3600000))),

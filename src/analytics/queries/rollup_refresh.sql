@@ -16,13 +16,9 @@ SELECT
     -- counts:begin
     count() AS c_requested,
     countIf(h_assigned) AS c_assigned,
-    quantilesExactIfState(0.5, 0.9, 0.99)(h_assign_wait, h_assigned) AS q_assign_wait,
     countIf(h_replied) AS c_replied,
-    quantilesExactIfState(0.5, 0.9, 0.99)(h_reply_wait, h_replied) AS q_reply_wait,
     countIf(h_accepted) AS c_accepted,
-    quantilesExactIfState(0.5, 0.9, 0.99)(h_accept_ms, h_accepted) AS q_accept,
     countIf(h_handled) AS c_handled,
-    quantilesExactIfState(0.5, 0.9, 0.99)(h_handle_ms, h_handled) AS q_handle,
     countIf(h_outcome = 'resolved') AS c_resolved,
     countIf(h_outcome = 'released') AS c_released,
     countIf(h_outcome = 'abandoned') AS c_abandoned,
@@ -38,6 +34,7 @@ SELECT
     countIf(h_rehandoff) AS c_rehandoffs,
     countIf(h_sla_assign_breached) AS c_sla_assignment_breaches,
     countIf(h_sla_reply_breached) AS c_sla_first_reply_breaches,
+    groupArrayArray(h_hist) AS q_hist,
     -- counts:end
     [count()] AS c_hours,
     h_channel, h_team, h_agent, h_reason, h_priority
@@ -64,7 +61,14 @@ FROM
         h_assign_so_far > ? AS h_sla_assign_breached,
         h_reply_so_far > ? AS h_sla_reply_breached,
         h_outcome = 'released' AND arrayExists((t, c) -> t > c AND t <= c + 86400000, r_requests,
-            arrayResize([h_closed_at], length(r_requests), h_closed_at)) AS h_rehandoff
+            arrayResize([h_closed_at], length(r_requests), h_closed_at)) AS h_rehandoff,
+        -- One histogram key per duration the handoff has (src/analytics/histogram.rs): kind *
+        -- 2048 + the duration's bucket, bucket = if(v < 1, 0, ceil(log(v) / log(1.02)) + 1).
+        arrayFilter(k -> k < 65535, [
+            if(h_assigned, toUInt16(if(h_assign_wait < 1, 0, least(2047, ceil(log(h_assign_wait) / log(1.02)) + 1))), toUInt16(65535)),
+            if(h_replied, toUInt16(2048 + toUInt16(if(h_reply_wait < 1, 0, least(2047, ceil(log(h_reply_wait) / log(1.02)) + 1)))), toUInt16(65535)),
+            if(h_accepted, toUInt16(4096 + toUInt16(if(h_accept_ms < 1, 0, least(2047, ceil(log(h_accept_ms) / log(1.02)) + 1)))), toUInt16(65535)),
+            if(h_handled, toUInt16(6144 + toUInt16(if(h_handle_ms < 1, 0, least(2047, ceil(log(h_handle_ms) / log(1.02)) + 1)))), toUInt16(65535))]) AS h_hist
     FROM
     (
         -- base:begin  One row per handoff requested in the period that matches the filters.
