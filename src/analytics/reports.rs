@@ -92,7 +92,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "wait_to_assignment",
-        "From the request to the first time an agent owned the ticket (p50/p90/p99, exact), over handoffs that were assigned.",
+        "From the request to the first time an agent owned the ticket (p50/p90/p99, each within 1%), over handoffs that were assigned.",
     ),
     (
         "wait_to_first_reply",
