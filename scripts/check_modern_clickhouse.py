@@ -383,63 +383,49 @@ def main() -> int:
                       "sla_first_reply_breaches")
             out = {}
 
-            def row(dim, key):
-                return out.setdefault((dim, key), {
+            # The twenty counts every report query returns, in order.
+            twenty = ("requested", "assigned", "replied", "accepted", "handled", "resolved",
+                      "released", "abandoned", "open", "waiting", "offered", "reoffered",
+                      "offers", "declines", "offer_timeouts", "transfers", "transferred",
+                      "rehandoffs", "sla_assignment_breaches", "sla_first_reply_breaches")
+
+            def add(dim, key, values, buckets, heat):
+                """Adds counts (the twenty, in order), chart buckets and heat cells to a row."""
+                r = out.setdefault((dim, key), {
                     "counts": {c: 0 for c in counts}, "hist": [dict() for _ in range(4)],
                     "buckets": {}, "heat": {}})
+                named = dict(zip(twenty, values))
+                for c in counts:
+                    r["counts"][c] += int(named[c])
+                for into, (ks, vs) in ((r["buckets"], buckets), (r["heat"], heat)):
+                    for k, v in zip(json.loads(ks), json.loads(vs)):
+                        into[k] = into.get(k, 0) + int(v)
+                return r
 
             combos = rows(engine, metrics_sql(params))
             if filtered(params) and len(spans) > 1:
                 combos += rows(engine, bind(report["handoff_metrics_covered"],
                                             {**params, "covered_spans": spans}))
             for src in combos:
-                keys = list(src.keys())
-                # Columns by position: five attributes, then the twenty counts.
-                attrs = [src[k] for k in keys[:5]]
-                vals = [src[k] for k in keys[5:25]]
-                named = dict(zip(("requested", "assigned", "replied", "accepted", "handled",
-                                  "resolved", "released", "abandoned", "open", "waiting",
-                                  "offered", "reoffered", "offers", "declines",
-                                  "offer_timeouts", "transfers", "transferred", "rehandoffs",
-                                  "sla_assignment_breaches", "sla_first_reply_breaches"), vals))
-                rest = dict(zip(("hist", "bucket_starts", "bucket_counts", "heat_cells",
-                                 "heat_counts"), [src[k] for k in keys[25:30]]))
-                ch, team, agent, reason, prio = attrs
+                # Columns by position: five attributes, the twenty counts, the histogram keys,
+                # the chart buckets, the heat cells.
+                v = list(src.values())
+                ch, team, agent, reason, prio = v[:5]
                 for d in [("all", ""), ("channel", ch), ("team", team), ("agent", agent),
                           ("reason", reason), ("priority", prio)]:
-                    r = row(*d)
-                    for c in counts:
-                        r["counts"][c] += int(named[c])
-                    for k, v in zip(json.loads(rest["bucket_starts"]), json.loads(rest["bucket_counts"])):
-                        r["buckets"][k] = r["buckets"].get(k, 0) + int(v)
-                    for k, v in zip(json.loads(rest["heat_cells"]), json.loads(rest["heat_counts"])):
-                        r["heat"][k] = r["heat"].get(k, 0) + int(v)
-                    for k in json.loads(rest["hist"]):
+                    r = add(*d, v[5:25], (v[26], v[27]), (v[28], v[29]))
+                    for k in json.loads(v[25]):
                         h = r["hist"][k // 2048]
                         h[k % 2048] = h.get(k % 2048, 0) + 1
             if not filtered(params) and len(spans) > 1:
                 for src in rows(engine, bind(report["handoff_metrics_dims"],
                                              {**params, "covered_spans": spans})):
-                    keys = list(src.keys())
-                    r = row(src["dimension"], src["key"])
-                    named = dict(zip(("requested", "assigned", "replied", "accepted", "handled",
-                                      "resolved", "released", "abandoned", "open", "waiting",
-                                      "offered", "reoffered", "offers", "declines",
-                                      "offer_timeouts", "transfers", "transferred", "rehandoffs",
-                                      "sla_assignment_breaches", "sla_first_reply_breaches"),
-                                     [src[k] for k in keys[2:22]]))
-                    for c in counts:
-                        r["counts"][c] += int(named[c])
-                    for k, v in zip(json.loads(src["bucket_starts"]), json.loads(src["bucket_counts"])):
-                        r["buckets"][k] = r["buckets"].get(k, 0) + int(v)
-                    for k, v in zip(json.loads(src["heat_cells"]), json.loads(src["heat_counts"])):
-                        r["heat"][k] = r["heat"].get(k, 0) + int(v)
-                    for kind, col in enumerate(("assign_wait_hist", "reply_wait_hist",
-                                                "accept_hist", "handle_hist")):
-                        for b, n in enumerate(json.loads(src[col])):
+                    v = list(src.values())
+                    r = add(v[0], v[1], v[2:22], (v[22], v[23]), (v[24], v[25]))
+                    for kind, counted in enumerate(v[26:30]):
+                        for b, n in enumerate(json.loads(counted)):
                             if int(n):
-                                h = r["hist"][kind]
-                                h[b] = h.get(b, 0) + int(n)
+                                r["hist"][kind][b] = r["hist"][kind].get(b, 0) + int(n)
             report_out = {}
             for key, r in out.items():
                 flat = {c: str(v) for c, v in r["counts"].items()}
