@@ -782,8 +782,10 @@ macro_rules! counted_row {
         }
 
         impl $name {
-            /// Adds this row's counts, chart buckets and heat cells to `into`.
-            fn add_to(&self, into: &mut RowTotals) {
+            /// Adds this row's counts to `into`, report row `dimension`, and its chart buckets
+            /// if that is a 'reason' row, its heat cells if it is the 'all' row: the only rows
+            /// the chart and the heatmap read.
+            fn add_to(&self, into: &mut RowTotals, dimension: &str) {
                 let c = &mut into.counts;
                 c.requested += self.requested;
                 c.assigned += self.assigned;
@@ -802,11 +804,15 @@ macro_rules! counted_row {
                 c.rehandoffs += self.rehandoffs;
                 c.sla_assignment_breaches += self.sla_assignment_breaches;
                 c.sla_first_reply_breaches += self.sla_first_reply_breaches;
-                for (start, n) in self.bucket_starts.iter().zip(&self.bucket_counts) {
-                    *into.buckets.entry(*start).or_default() += n;
+                if dimension == "reason" {
+                    for (start, n) in self.bucket_starts.iter().zip(&self.bucket_counts) {
+                        *into.buckets.entry(*start).or_default() += n;
+                    }
                 }
-                for (cell, n) in self.heat_cells.iter().zip(&self.heat_counts) {
-                    *into.heat.entry(*cell).or_default() += n;
+                if dimension == "all" {
+                    for (cell, n) in self.heat_cells.iter().zip(&self.heat_counts) {
+                        *into.heat.entry(*cell).or_default() += n;
+                    }
                 }
             }
         }
@@ -853,9 +859,9 @@ counted_row!(
 struct RowTotals {
     counts: Metrics,
     durations: Durations,
-    /// Handoffs per chart bucket (kept for the 'reason' rows).
+    /// Handoffs per chart bucket (the 'reason' rows only).
     buckets: std::collections::BTreeMap<u64, u64>,
-    /// Handoffs per weekday * 100 + hour (kept for the 'all' row).
+    /// Handoffs per weekday * 100 + hour (the 'all' row only).
     heat: std::collections::BTreeMap<u16, u64>,
 }
 
@@ -906,7 +912,7 @@ fn report_rows(combos: &[ComboRow], dims: &[DimsRow]) -> HashMap<(String, String
         let totals = out
             .entry((row.dimension.clone(), row.key.clone()))
             .or_default();
-        row.add_to(totals);
+        row.add_to(totals, &row.dimension);
         for (kind, counts) in [
             (Kind::AssignWait, &row.assign_wait_hist),
             (Kind::ReplyWait, &row.reply_wait_hist),
@@ -930,7 +936,7 @@ fn report_rows(combos: &[ComboRow], dims: &[DimsRow]) -> HashMap<(String, String
             let totals = out
                 .entry((dimension.to_owned(), key.to_owned()))
                 .or_default();
-            row.add_to(totals);
+            row.add_to(totals, dimension);
             for kind in Kind::ALL {
                 totals
                     .durations
