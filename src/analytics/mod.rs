@@ -8,4 +8,4 @@ pub mod rollup;
 mod shipper;
 
 pub use self::clickhouse::{AnalyticsError, ClickHouse};
-pub use shipper::{MAX_INSERT_BYTES, ShipError, ShipStats, Shipper};
+pub use shipper::{MAX_INSERT_BYTES, READ_CHUNK, ShipError, ShipStats, Shipper};

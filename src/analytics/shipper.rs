@@ -236,13 +236,15 @@ struct Flight {
 }
 
 impl Flight {
-    fn new() -> Self {
+    /// Nothing in flight yet; the first INSERT ends at `tick` at the latest, like any other
+    /// (a backlog waiting at start-up goes in full INSERTs, not a first one of one chunk).
+    fn new(tick: Instant) -> Self {
         Self {
             cursor: 0,
             open: None,
             ending: None,
             next: None,
-            tick: Instant::now(),
+            tick,
             confirmed: false,
         }
     }
@@ -729,7 +731,7 @@ impl Shipper {
     /// attempt to drain the outbox.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let acker = Acker::start(self.store.clone(), self.stats.clone());
-        let mut flight = Flight::new();
+        let mut flight = Flight::new(self.next_tick());
         let mut failures: u32 = 0;
         loop {
             let step =

@@ -10,8 +10,12 @@ use baton::model::{
 };
 use serde_json::{Value, json};
 
+use baton::analytics::READ_CHUNK;
+use baton::config::Settings;
+
 use crate::helpers::{
-    ADMIN_TOKEN, PrivateClickHouse, StoreDb, TestApp, eventually, eventually_within, spawn_app_with,
+    ADMIN_TOKEN, PrivateClickHouse, StoreDb, TestApp, eventually, eventually_within, restart_with,
+    spawn_app_with,
 };
 
 /// How many events ClickHouse holds: (rows as reports count them, distinct event ids).
@@ -211,36 +215,44 @@ async fn refuse_poison(app: &TestApp) {
         .unwrap();
 }
 
-/// Writes rows straight into the outbox, as a hand-edited database or a newer version would.
-async fn craft_outbox_rows(app: &TestApp, payloads: &[(String, String)]) {
-    let db = StoreDb::of(&app.settings).await;
-    for (event_id, payload) in payloads {
-        match &db {
-            StoreDb::Sqlite(db) => drop(
+/// Writes rows straight into the outbox, as a hand-edited database or a newer version would;
+/// in one transaction, so that thousands take a moment.
+async fn craft_outbox_rows(settings: &Settings, payloads: &[(String, String)]) {
+    let now = Timestamp::now().as_millis();
+    match StoreDb::of(settings).await {
+        StoreDb::Sqlite(db) => {
+            let mut tx = db.begin().await.unwrap();
+            for (event_id, payload) in payloads {
                 sqlx::query(
                     "INSERT INTO event_outbox (event_id, payload, created_at) VALUES (?, ?, ?)",
                 )
                 .bind(event_id)
                 .bind(payload)
-                .bind(Timestamp::now().as_millis())
-                .execute(db)
+                .bind(now)
+                .execute(&mut *tx)
                 .await
-                .unwrap(),
-            ),
-            StoreDb::Postgres(db) => drop(
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+            db.close().await;
+        }
+        StoreDb::Postgres(db) => {
+            let mut tx = db.begin().await.unwrap();
+            for (event_id, payload) in payloads {
                 sqlx::query(
                     "INSERT INTO event_outbox (event_id, payload, created_at) VALUES ($1, $2, $3)",
                 )
                 .bind(event_id)
                 .bind(payload)
-                .bind(Timestamp::now().as_millis())
-                .execute(db)
+                .bind(now)
+                .execute(&mut *tx)
                 .await
-                .unwrap(),
-            ),
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+            db.close().await;
         }
     }
-    db.close().await;
 }
 
 async fn dead_letters(app: &TestApp) -> Vec<(String, String)> {
@@ -265,6 +277,32 @@ async fn customers_ask_for_a_person(app: &TestApp, prefix: &str, n: usize) {
 }
 
 #[tokio::test]
+async fn a_backlog_waiting_at_start_up_ships_in_one_insert_not_a_first_one_of_one_chunk() {
+    // Ticks far apart: what ends the INSERT here is the backlog running dry.
+    let app = spawn_app_with(|s| s.ship_interval_ms = 10_000).await;
+    app.ship_events().await; // creates the schema
+    let (settings, data_dir) = app.stop().await;
+    // More than two of the shipper's read chunks wait in the outbox while the gateway is down.
+    let n = 2 * READ_CHUNK as usize + 1_000;
+    let events: Vec<(String, String)> = (0..n)
+        .map(|_| {
+            let e = poison_event().with(Some("billing"), Some("backlog"));
+            (e.event_id.to_string(), serde_json::to_string(&e).unwrap())
+        })
+        .collect();
+    craft_outbox_rows(&settings, &events).await;
+
+    let app = restart_with(settings, data_dir).await;
+    eventually("the backlog to ship", || async {
+        (app.services.store.outbox_len().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    // Each INSERT costs ClickHouse a part (and a merge later): the whole backlog went in one.
+    assert_eq!(metrics(&app).await["baton_ship_insert_seconds_count"], 1.0);
+    assert_eq!(clickhouse_counts(&app).await, Some((n as u64, n as u64)));
+}
+
+#[tokio::test]
 async fn a_batch_clickhouse_refuses_ships_its_good_events_and_dead_letters_the_bad_ones() {
     // The worker waits a minute between shipments, so the one shipment below carries the
     // good and the bad events together.
@@ -275,7 +313,7 @@ async fn a_batch_clickhouse_refuses_ships_its_good_events_and_dead_letters_the_b
     customers_ask_for_a_person(&app, "before", 3).await;
     let poison = poison_event();
     craft_outbox_rows(
-        &app,
+        &app.settings,
         &[
             (
                 poison.event_id.to_string(),
@@ -322,7 +360,7 @@ async fn the_running_shipper_sets_refused_events_aside_and_keeps_shipping() {
     refuse_poison(&app).await;
     let poison = poison_event();
     craft_outbox_rows(
-        &app,
+        &app.settings,
         &[(
             poison.event_id.to_string(),
             serde_json::to_string(&poison).unwrap(),
