@@ -44,7 +44,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         events: 200_000,
-        rounds: 3,
+        rounds: 7,
         batch_size: baton::config::Settings::default().ship_batch_size,
         stages: false,
     };

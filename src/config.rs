@@ -178,7 +178,7 @@ impl Default for Settings {
             log_format: "text".into(),
             ship_interval_ms: 1_000,
             rollup_interval_ms: 1_000,
-            ship_batch_size: 50_000,
+            ship_batch_size: 100_000,
             support_address: None,
             support_name: "Support".into(),
             smtp_url: None,

@@ -41,9 +41,10 @@ use super::clickhouse::EventRow;
 use super::{AnalyticsError, ClickHouse};
 use crate::store::{OutboxEntry, SharedStore, StoreError};
 
-/// The most uncompressed bytes one INSERT carries, whatever `batch_size` says (events are a
-/// few hundred bytes each, so this only binds for huge batch sizes).
-pub const MAX_INSERT_BYTES: u64 = 16 * 1024 * 1024;
+/// The most uncompressed bytes one INSERT carries, whatever `batch_size` says. Events are
+/// about 250 bytes each on the wire, so the default 100,000 take ~25 MB; this binds only for
+/// long details or huge batch sizes, and bounds the block ClickHouse holds in memory.
+pub const MAX_INSERT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The most outbox rows one read takes. Reading costs little per row from a few thousand
 /// rows on, and a chunk that is small next to an INSERT lets ClickHouse parse the first rows
