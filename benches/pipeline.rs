@@ -29,7 +29,7 @@ use baton::model::{
     AgentId, ChannelKind, ConversationId, HandoffEvent, HandoffEventKind, HandoffId, HandoffReason,
     Priority, Timestamp,
 };
-use baton::store::{SharedStore, SqliteStore};
+use baton::store::{SharedStore, SqliteStore, encode_outbox_payload};
 
 mod common;
 use common::free_port;
@@ -163,7 +163,7 @@ async fn fill_outbox(path: &std::path::Path, events: &[HandoffEvent]) {
     for chunk in events.chunks(10_000) {
         let rows: Vec<serde_json::Value> = chunk
             .iter()
-            .map(|e| serde_json::json!({"id": e.event_id.to_string(), "p": serde_json::to_string(e).unwrap()}))
+            .map(|e| serde_json::json!({"id": e.event_id.to_string(), "p": encode_outbox_payload(e)}))
             .collect();
         sqlx::query(
             "INSERT INTO event_outbox (event_id, payload, created_at)

@@ -13,6 +13,7 @@ mod rows;
 mod sqlite;
 
 pub use postgres::{PgStore, is_postgres_url};
+pub use rows::encode_outbox_payload;
 pub use sqlite::SqliteStore;
 
 /// Where the store lives.

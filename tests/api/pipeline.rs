@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use baton::analytics::READ_CHUNK;
 use baton::config::Settings;
+use baton::store::encode_outbox_payload;
 
 use crate::helpers::{
     ADMIN_TOKEN, PrivateClickHouse, StoreDb, TestApp, eventually, eventually_within, restart_with,
@@ -287,7 +288,7 @@ async fn a_backlog_waiting_at_start_up_ships_in_one_insert_not_a_first_one_of_on
     let events: Vec<(String, String)> = (0..n)
         .map(|_| {
             let e = poison_event().with(Some("billing"), Some("backlog"));
-            (e.event_id.to_string(), serde_json::to_string(&e).unwrap())
+            (e.event_id.to_string(), encode_outbox_payload(&e))
         })
         .collect();
     craft_outbox_rows(&settings, &events).await;

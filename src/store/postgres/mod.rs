@@ -35,9 +35,9 @@ mod email;
 mod routing;
 
 use super::rows::{
-    check_owner, corrupt, decode_outbox_payload, json_col, opt_ts, parse_col, parse_opt_col,
-    parse_skills, prefixed_conversation, row_agent, row_conversation, row_handoff, row_message,
-    skills_json, truncate_error, ts,
+    check_owner, corrupt, decode_outbox_payload, encode_outbox_payload, json_col, opt_ts,
+    parse_col, parse_opt_col, parse_skills, prefixed_conversation, row_agent, row_conversation,
+    row_handoff, row_message, skills_json, truncate_error, ts,
 };
 use super::*;
 use crate::model::{CustomerId, HandoffEventKind, IdentityKind};
@@ -658,7 +658,7 @@ async fn emit_event(
     event: &HandoffEvent,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let payload = encode_outbox_payload(event);
     // Held until COMMIT: positions are handed out and become visible in the same order, so
     // the shipper, reading after the last position it saw, never skips one still committing.
     // Every transaction writes its events last, so this is the last lock it takes and it

@@ -25,9 +25,9 @@ mod writer;
 use writer::{Job, Work};
 
 use super::rows::{
-    check_owner, corrupt, decode_outbox_payload, json_col, opt_ts, parse_col, parse_opt_col,
-    parse_skills, prefixed_conversation, row_agent, row_conversation, row_handoff, row_message,
-    skills_json, truncate_error, ts,
+    check_owner, corrupt, decode_outbox_payload, encode_outbox_payload, json_col, opt_ts,
+    parse_col, parse_opt_col, parse_skills, prefixed_conversation, row_agent, row_conversation,
+    row_handoff, row_message, skills_json, truncate_error, ts,
 };
 use super::*;
 use crate::model::{CustomerId, HandoffEventKind, IdentityKind};
@@ -703,7 +703,7 @@ async fn emit_event(
     event: &HandoffEvent,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let payload = encode_outbox_payload(event);
     sqlx::query("INSERT INTO event_outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
         .bind(event.event_id.to_string())
         .bind(payload)
@@ -2561,10 +2561,9 @@ mod tests {
     async fn the_outbox_reads_in_one_row_as_it_reads_row_by_row_broken_payloads_included() {
         let (_dir, store) = open().await;
         let events: Vec<HandoffEvent> = (0..6).map(|_| an_event()).collect();
-        let mut payloads: Vec<String> = events
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap())
-            .collect();
+        // Today's form, and one in the object form an earlier version wrote.
+        let mut payloads: Vec<String> = events.iter().map(encode_outbox_payload).collect();
+        payloads[4] = serde_json::to_string(&events[4]).unwrap();
         payloads.insert(2, r#"{"kind": "from the future"}"#.into());
         append_outbox(&store, payloads).await;
 
@@ -2582,6 +2581,7 @@ mod tests {
                 .contains("does not parse")
         );
         assert_eq!(whole[3].event.as_ref().unwrap(), &events[2]);
+        assert_eq!(whole[5].event.as_ref().unwrap(), &events[4]);
 
         let page = store.outbox_batch(whole[1].seq, 3).await.unwrap();
         assert_eq!(summary(&page), summary(&whole[2..5]));
@@ -2605,7 +2605,7 @@ mod tests {
     async fn acknowledging_deletes_exactly_the_positions_given() {
         let (_dir, store) = open().await;
         let payloads = (0..10)
-            .map(|_| serde_json::to_string(&an_event()).unwrap())
+            .map(|_| encode_outbox_payload(&an_event()))
             .collect();
         append_outbox(&store, payloads).await;
         let seqs: Vec<i64> = store
@@ -2644,7 +2644,7 @@ mod tests {
     async fn acknowledging_all_the_outbox_holds_empties_it_and_keeps_the_counter() {
         let (_dir, store) = open().await;
         let payloads = (0..10)
-            .map(|_| serde_json::to_string(&an_event()).unwrap())
+            .map(|_| encode_outbox_payload(&an_event()))
             .collect();
         append_outbox(&store, payloads).await;
         let seqs: Vec<i64> = store
