@@ -1787,8 +1787,9 @@ impl CsvRecord for AgentNow {
 /// A short-lived cache of computed reports, keyed by the request (the canonical filter query
 /// string, plus the drill): many open dashboards refreshing every few seconds cost ClickHouse
 /// one computation per key and [`ReportCache::TTL`], not one per viewer. A figure can be up
-/// to that old. Two requests that miss at the same moment both compute (no request
-/// coalescing); the cache holds at most [`ReportCache::MAX_ENTRIES`] keys per kind.
+/// to that old. Requests that miss the same key at the same moment (every dashboard's
+/// refresh when an entry expires) wait for one computation rather than each starting its own;
+/// the cache holds at most [`ReportCache::MAX_ENTRIES`] keys per kind.
 #[derive(Default)]
 pub struct ReportCache {
     summaries: TtlMap<Summary>,
@@ -1796,7 +1797,11 @@ pub struct ReportCache {
     live: TtlMap<Live>,
 }
 
-struct TtlMap<T>(Mutex<HashMap<String, (Instant, Arc<T>)>>);
+/// One key's report: computed once, by whichever request comes first, and then served until
+/// [`ReportCache::TTL`] after it was done.
+type Slot<T> = Arc<tokio::sync::OnceCell<(Instant, Arc<T>)>>;
+
+struct TtlMap<T>(Mutex<HashMap<String, Slot<T>>>);
 
 impl<T> Default for TtlMap<T> {
     fn default() -> Self {
@@ -1805,29 +1810,42 @@ impl<T> Default for TtlMap<T> {
 }
 
 impl<T> TtlMap<T> {
+    /// The report at `key`: fresh from the cache, from a computation already under way (waiting
+    /// for it), or from `compute`. A computation that fails is not kept: the next request (or
+    /// the next one waiting) tries again.
     async fn get_or_compute<E>(
         &self,
         key: String,
         compute: impl Future<Output = Result<T, E>>,
     ) -> Result<Arc<T>, E> {
-        {
-            let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, v)) = map.get(&key)
-                && at.elapsed() < ReportCache::TTL
-            {
-                return Ok(v.clone());
+        let slot = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = |slot: &Slot<T>| {
+                slot.get()
+                    .is_none_or(|(done, _)| done.elapsed() < ReportCache::TTL)
+            };
+            match map.get(&key) {
+                Some(slot) if fresh(slot) => slot.clone(),
+                _ => {
+                    if map.len() >= ReportCache::MAX_ENTRIES {
+                        map.retain(|_, slot| fresh(slot));
+                        if map.len() >= ReportCache::MAX_ENTRIES {
+                            // Computations under way keep their slots; their waiters hold them.
+                            map.clear();
+                        }
+                    }
+                    map.entry(key).insert_entry(Slot::default()).get().clone()
+                }
             }
-        }
-        let v = Arc::new(compute.await?);
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= ReportCache::MAX_ENTRIES {
-            map.retain(|_, (at, _)| at.elapsed() < ReportCache::TTL);
-            if map.len() >= ReportCache::MAX_ENTRIES {
-                map.clear();
-            }
-        }
-        map.insert(key, (Instant::now(), v.clone()));
-        Ok(v)
+        };
+        let (_, report) = slot
+            .get_or_try_init(|| async {
+                let report = compute.await?;
+                // Fresh from when it is done: a slow computation still serves a whole TTL.
+                Ok((Instant::now(), Arc::new(report)))
+            })
+            .await?;
+        Ok(report.clone())
     }
 }
 
@@ -1880,6 +1898,65 @@ impl ReportCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A computation that counts its runs and lets the others run before it finishes.
+    async fn counted(runs: &std::sync::atomic::AtomicUsize, ok: bool) -> Result<usize, String> {
+        let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        if ok {
+            Ok(n)
+        } else {
+            Err(format!("run {n} failed"))
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_that_miss_the_same_report_at_once_wait_for_one_computation() {
+        let cache = TtlMap::<usize>::default();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let answers = futures_util::future::join_all(
+            (0..10).map(|_| cache.get_or_compute("range=30d".into(), counted(&runs, true))),
+        )
+        .await;
+        assert_eq!(runs.into_inner(), 1);
+        assert!(
+            answers.iter().all(|a| a.as_deref() == Ok(&1)),
+            "{answers:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn different_reports_compute_side_by_side_and_a_fresh_one_is_served_again() {
+        let cache = TtlMap::<usize>::default();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let answers = futures_util::future::join_all(
+            ["range=1h", "range=today"]
+                .map(|key| cache.get_or_compute(key.into(), counted(&runs, true))),
+        )
+        .await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_ne!(answers[0], answers[1]);
+        let again = cache
+            .get_or_compute("range=1h".into(), counted(&runs, true))
+            .await;
+        assert_eq!(again, answers[0]);
+        assert_eq!(runs.into_inner(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_computation_is_not_kept_the_next_waiting_request_computes_again() {
+        let cache = TtlMap::<usize>::default();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let (first, second) = tokio::join!(
+            cache.get_or_compute("range=7d".into(), counted(&runs, false)),
+            cache.get_or_compute("range=7d".into(), counted(&runs, true)),
+        );
+        assert_eq!(first, Err("run 1 failed".into()));
+        assert_eq!(second.as_deref(), Ok(&2));
+        assert_eq!(runs.into_inner(), 2);
+    }
 
     const NOW: i64 = 1_772_500_000_000; // 2026-03-03T01:06:40Z
 
