@@ -713,6 +713,24 @@ pub struct OutboxEntry {
     pub event: Result<HandoffEvent, String>,
 }
 
+/// An event the shipper set aside: ClickHouse refused it as bad data, or its stored payload
+/// no longer parses.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    /// Its position in the outbox when it was set aside.
+    pub seq: i64,
+    /// The event's id, as stored.
+    pub event_id: String,
+    /// The stored payload (event metadata: never what a customer wrote).
+    pub payload: String,
+    /// Why: ClickHouse's error, or the decoder's, at most 2 KiB.
+    pub error: String,
+    /// When the event was written.
+    pub created_at: Timestamp,
+    /// When it was set aside.
+    pub failed_at: Timestamp,
+}
+
 /// The store interface. See the module docs.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -963,6 +981,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many events are in the dead letters.
     async fn dead_letter_count(&self) -> Result<u64, StoreError>;
+
+    /// The dead letters, oldest position first, at most `limit`.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Puts every dead letter back into the outbox, behind the events waiting there, and
+    /// forgets it, in one transaction; returns how many. For once the cause is put right (a
+    /// table or a setting in ClickHouse): the shipper sends them again, ClickHouse
+    /// deduplicates any it already holds, and those it refuses again come back here.
+    async fn dead_letters_requeue(&self) -> Result<u64, StoreError>;
 
     /// How many events wait to ship.
     async fn outbox_len(&self) -> Result<u64, StoreError>;

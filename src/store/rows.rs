@@ -11,7 +11,7 @@ use crate::model::{
     Timestamp, User,
 };
 
-use super::StoreError;
+use super::{DeadLetter, StoreError};
 
 /// Reading a column of a row, whichever driver it came from.
 pub(crate) trait StoreRow {
@@ -288,6 +288,18 @@ pub(crate) fn decode_outbox_payload(payload: &str) -> Result<HandoffEvent, Strin
         serde_json::from_str(payload)
     };
     decoded.map_err(|e| format!("stored payload does not parse: {e}"))
+}
+
+/// A row of `event_dead_letters`.
+pub(crate) fn dead_letter(row: &impl StoreRow) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
+        seq: row.int("seq")?,
+        event_id: row.text("event_id")?,
+        payload: row.text("payload")?,
+        error: row.text("error")?,
+        created_at: ts(row, "created_at")?,
+        failed_at: ts(row, "failed_at")?,
+    })
 }
 
 /// An error text as stored with a dead letter: at most 2 KiB (ClickHouse quotes the offending

@@ -42,7 +42,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/agents/{id}", web::patch().to(update_agent))
             .route("/escalation-rules", web::get().to(get_rules))
             .route("/escalation-rules", web::put().to(put_rules))
-            .route("/attachments/{id}", web::get().to(get_attachment)),
+            .route("/attachments/{id}", web::get().to(get_attachment))
+            .route("/event-dead-letters", web::get().to(list_dead_letters))
+            .route(
+                "/event-dead-letters/replay",
+                web::post().to(replay_dead_letters),
+            ),
     );
 }
 
@@ -694,6 +699,46 @@ async fn set_customer_tags(
 #[serde(deny_unknown_fields)]
 struct RulesIo {
     rules: Vec<crate::handoff::rules::RuleSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLettersQuery {
+    limit: Option<u32>,
+}
+
+/// The events the shipper set aside, with why (admin): what a replay would send again.
+async fn list_dead_letters(
+    caller: Caller,
+    services: web::Data<Services>,
+    query: web::Query<DeadLettersQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let total = services.store.dead_letter_count().await?;
+    let letters = services.store.dead_letters(limit).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "total": total, "dead_letters": letters })))
+}
+
+/// Sends every dead letter again (admin), once what made ClickHouse refuse them is put right:
+/// they go back into the outbox, behind the events waiting, and the shipper is woken.
+async fn replay_dead_letters(
+    caller: Caller,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let requeued = services.store.dead_letters_requeue().await?;
+    services.shipper.kick();
+    audit(
+        &services,
+        &caller,
+        "events.replay",
+        "event_dead_letters",
+        "all",
+        serde_json::json!({ "requeued": requeued }),
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "requeued": requeued })))
 }
 
 async fn get_rules(

@@ -321,6 +321,18 @@ async fn every_role_gets_data_only_from_the_routes_and_tickets_it_may_see() {
         ("GET", "/api/v1/queues".into(), json!(null), &[A, M]),
         ("PUT", "/api/v1/queues/vip".into(), json!({}), &[A]),
         ("GET", "/api/v1/escalation-rules".into(), json!(null), &[A]),
+        (
+            "GET",
+            "/api/v1/event-dead-letters".into(),
+            json!(null),
+            &[A],
+        ),
+        (
+            "POST",
+            "/api/v1/event-dead-letters/replay".into(),
+            json!(null),
+            &[A],
+        ),
         ("GET", "/api/v1/conversations".into(), json!(null), &[A]),
         (
             "GET",

@@ -386,6 +386,90 @@ async fn the_running_shipper_sets_refused_events_aside_and_keeps_shipping() {
 }
 
 #[tokio::test]
+async fn dead_letters_replayed_once_their_cause_is_put_right_ship_exactly_once() {
+    let app = spawn_app_with(|_| {}).await;
+    app.ship_events().await;
+    refuse_poison(&app).await;
+    customers_ask_for_a_person(&app, "before", 2).await;
+    let poison = poison_event();
+    let payload = encode_outbox_payload(&poison);
+    craft_outbox_rows(
+        &app.settings,
+        &[(poison.event_id.to_string(), payload.clone())],
+    )
+    .await;
+    app.ship_events().await;
+
+    // Listed for an admin, with ClickHouse's reason.
+    let (status, body) = app
+        .get_json("/api/v1/event-dead-letters", ADMIN_TOKEN)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 1);
+    let letter = &body["dead_letters"][0];
+    assert_eq!(letter["event_id"], poison.event_id.to_string());
+    assert_eq!(letter["payload"], payload);
+    assert!(
+        letter["error"].as_str().unwrap().contains("Code: 395"),
+        "{letter}"
+    );
+    let (status, body) = app
+        .get_json("/api/v1/event-dead-letters?limit=many", ADMIN_TOKEN)
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Replayed while the cause stands: refused again, back in the dead letters, not lost and
+    // not retried forever.
+    let replay = app
+        .post_json("/api/v1/event-dead-letters/replay", ADMIN_TOKEN, json!({}))
+        .await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.json::<Value>().await.unwrap()["requeued"], 1);
+    eventually("the replayed event refused again", || async {
+        let outbox = app.services.store.outbox_len().await.unwrap();
+        let letters = app.services.store.dead_letter_count().await.unwrap();
+        (outbox == 0 && letters == 1).then_some(())
+    })
+    .await;
+
+    // The cause put right: it ships, once, and the dead letters are empty.
+    app.services
+        .clickhouse
+        .client()
+        .query("ALTER TABLE handoff_events DROP COLUMN guard")
+        .execute()
+        .await
+        .unwrap();
+    let replay = app
+        .post_json("/api/v1/event-dead-letters/replay", ADMIN_TOKEN, json!({}))
+        .await;
+    assert_eq!(replay.json::<Value>().await.unwrap()["requeued"], 1);
+    eventually("the replayed event in ClickHouse", || async {
+        let letters = app.services.store.dead_letter_count().await.unwrap();
+        let outbox = app.services.store.outbox_len().await.unwrap();
+        let shipped = clickhouse_counts(&app).await;
+        (letters == 0 && outbox == 0 && shipped == Some((5, 5))).then_some(())
+    })
+    .await;
+    let (_, body) = app
+        .get_json("/api/v1/event-dead-letters", ADMIN_TOKEN)
+        .await;
+    assert_eq!(body, json!({"total": 0, "dead_letters": []}));
+    let replay = app
+        .post_json("/api/v1/event-dead-letters/replay", ADMIN_TOKEN, json!({}))
+        .await;
+    assert_eq!(replay.json::<Value>().await.unwrap()["requeued"], 0);
+    let (_, audit) = app.get_json("/api/v1/audit", ADMIN_TOKEN).await;
+    let replays = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "events.replay")
+        .count();
+    assert_eq!(replays, 3, "{audit}");
+}
+
+#[tokio::test]
 async fn metrics_count_messages_per_channel_and_queue_depth_per_team_on_their_own_listener() {
     let app = crate::helpers::spawn_app_with(|s| {
         s.metrics_bind = Some("127.0.0.1:0".into());

@@ -35,9 +35,9 @@ mod email;
 mod routing;
 
 use super::rows::{
-    check_owner, corrupt, decode_outbox_payload, encode_outbox_payload, json_col, opt_ts,
-    parse_col, parse_opt_col, parse_skills, prefixed_conversation, row_agent, row_conversation,
-    row_handoff, row_message, skills_json, truncate_error, ts,
+    check_owner, corrupt, dead_letter, decode_outbox_payload, encode_outbox_payload, json_col,
+    opt_ts, parse_col, parse_opt_col, parse_skills, prefixed_conversation, row_agent,
+    row_conversation, row_handoff, row_message, skills_json, truncate_error, ts,
 };
 use super::*;
 use crate::model::{CustomerId, HandoffEventKind, IdentityKind};
@@ -1577,6 +1577,40 @@ impl Store for PgStore {
                     .await?;
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, payload, error, created_at, failed_at
+             FROM event_dead_letters ORDER BY seq LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dead_letter).collect()
+    }
+
+    async fn dead_letters_requeue(&self) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            Box::pin(async move {
+                // As every outbox writer: positions become visible in the order handed out.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(LOCK_OUTBOX)
+                    .execute(&mut *tx)
+                    .await?;
+                let moved = sqlx::query(
+                    "WITH gone AS (DELETE FROM event_dead_letters
+                                   RETURNING seq, event_id, payload, created_at)
+                     INSERT INTO event_outbox (event_id, payload, created_at)
+                     SELECT event_id, payload, created_at FROM gone ORDER BY seq",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                Ok(moved)
             })
         })
         .await

@@ -25,9 +25,9 @@ mod writer;
 use writer::{Job, Work};
 
 use super::rows::{
-    check_owner, corrupt, decode_outbox_payload, encode_outbox_payload, json_col, opt_ts,
-    parse_col, parse_opt_col, parse_skills, prefixed_conversation, row_agent, row_conversation,
-    row_handoff, row_message, skills_json, truncate_error, ts,
+    check_owner, corrupt, dead_letter, decode_outbox_payload, encode_outbox_payload, json_col,
+    opt_ts, parse_col, parse_opt_col, parse_skills, prefixed_conversation, row_agent,
+    row_conversation, row_handoff, row_message, skills_json, truncate_error, ts,
 };
 use super::*;
 use crate::model::{CustomerId, HandoffEventKind, IdentityKind};
@@ -1617,6 +1617,38 @@ impl Store for SqliteStore {
                         .await?;
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, payload, error, created_at, failed_at
+             FROM event_dead_letters ORDER BY seq LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(dead_letter).collect()
+    }
+
+    async fn dead_letters_requeue(&self) -> Result<u64, StoreError> {
+        self.write_one(|tx| {
+            Box::pin(async move {
+                // New positions, after every event waiting: the shipper's cursor has passed
+                // the old ones.
+                let moved = sqlx::query(
+                    "INSERT INTO event_outbox (event_id, payload, created_at)
+                     SELECT event_id, payload, created_at FROM event_dead_letters ORDER BY seq",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("DELETE FROM event_dead_letters")
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(moved)
             })
         })
         .await
