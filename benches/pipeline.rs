@@ -184,6 +184,20 @@ async fn fill_outbox(path: &std::path::Path, events: &[HandoffEvent]) {
     db.close().await;
 }
 
+/// A new database on the server at `url`, its name made unique to this process, with the
+/// schema applied.
+async fn fresh_database(url: &str, name: &str) -> ClickHouse {
+    let ch = ClickHouse::new(
+        url,
+        &format!("{name}_{}", std::process::id()),
+        "default",
+        None,
+    )
+    .unwrap();
+    ch.migrate().await.unwrap();
+    ch
+}
+
 async fn count_final(ch: &ClickHouse) -> u64 {
     ch.client()
         .query("SELECT count() FROM handoff_events FINAL")
@@ -233,14 +247,7 @@ async fn main() {
         let sqlite = Arc::new(SqliteStore::open(&path).await.unwrap());
         fill_outbox(&path, &events).await;
         let store: SharedStore = sqlite.clone();
-        let ch = ClickHouse::new(
-            &url,
-            &format!("bench_stages_{}", std::process::id()),
-            "default",
-            None,
-        )
-        .unwrap();
-        ch.migrate().await.unwrap();
+        let ch = fresh_database(&url, "bench_stages").await;
         for bs in [5000u32, 20000, 50000] {
             let t = Instant::now();
             let b = store.outbox_batch(0, bs).await.unwrap();
@@ -359,14 +366,7 @@ async fn through_shipper(a: &Args, url: &str, round: usize, events: &[HandoffEve
     let sqlite = Arc::new(SqliteStore::open(&path).await.unwrap());
     fill_outbox(&path, events).await;
     let store: SharedStore = sqlite.clone();
-    let ch = ClickHouse::new(
-        url,
-        &format!("bench_ship_{round}_{}", std::process::id()),
-        "default",
-        None,
-    )
-    .unwrap();
-    ch.migrate().await.unwrap();
+    let ch = fresh_database(url, &format!("bench_ship_{round}")).await;
     let shipper = Shipper::new(
         store.clone(),
         ch.clone(),
@@ -403,14 +403,7 @@ async fn through_shipper(a: &Args, url: &str, round: usize, events: &[HandoffEve
 /// One round directly: the same rows, built beforehand (untimed), in one bulk INSERT into a
 /// fresh database. Returns rows per second.
 async fn direct_insert(url: &str, round: usize, events: &[HandoffEvent]) -> f64 {
-    let direct = ClickHouse::new(
-        url,
-        &format!("bench_direct_{round}_{}", std::process::id()),
-        "default",
-        None,
-    )
-    .unwrap();
-    direct.migrate().await.unwrap();
+    let direct = fresh_database(url, &format!("bench_direct_{round}")).await;
     let rows: Vec<EventRow> = events
         .iter()
         .enumerate()
