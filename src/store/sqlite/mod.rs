@@ -244,6 +244,20 @@ pub(super) fn unavailable(code: Option<&str>) -> bool {
     matches!(code, 5 | 6 | 8 | 10 | 11 | 13 | 14)
 }
 
+/// [`Store::conversation_activity`]: `?1`, `?2` the period, `?3` the channel or NULL. Reads the
+/// period's inbound messages through `messages_inbound_by_time`.
+const CONVERSATION_ACTIVITY: &str = "\
+    SELECT count(*) AS active, coalesce(sum(handed_off), 0) AS handed_off FROM (
+        SELECT m.conversation_id,
+               EXISTS (SELECT 1 FROM handoffs h
+                       WHERE h.conversation_id = m.conversation_id
+                         AND h.requested_at >= ?1 AND h.requested_at < ?2) AS handed_off
+        FROM messages m
+        WHERE m.direction = 'in' AND m.created_at >= ?1 AND m.created_at < ?2
+          AND (?3 IS NULL OR m.channel = ?3)
+        GROUP BY m.conversation_id
+    )";
+
 /// Splits the one-row form of an outbox batch (positions joined by commas, payloads by the
 /// ASCII record separator) into entries. `None` when the pieces do not add up to `n` rows:
 /// a payload holding the separator itself.
@@ -1676,23 +1690,12 @@ impl Store for SqliteStore {
         to: Timestamp,
         channel: Option<ChannelKind>,
     ) -> Result<ConversationActivity, StoreError> {
-        let row = sqlx::query(
-            "SELECT count(*) AS active, coalesce(sum(handed_off), 0) AS handed_off FROM (
-                 SELECT m.conversation_id,
-                        EXISTS (SELECT 1 FROM handoffs h
-                                WHERE h.conversation_id = m.conversation_id
-                                  AND h.requested_at >= ?1 AND h.requested_at < ?2) AS handed_off
-                 FROM messages m
-                 WHERE m.direction = 'in' AND m.created_at >= ?1 AND m.created_at < ?2
-                   AND (?3 IS NULL OR m.channel = ?3)
-                 GROUP BY m.conversation_id
-             )",
-        )
-        .bind(from.as_millis())
-        .bind(to.as_millis())
-        .bind(channel.map(ChannelKind::as_str))
-        .fetch_one(&self.read)
-        .await?;
+        let row = sqlx::query(CONVERSATION_ACTIVITY)
+            .bind(from.as_millis())
+            .bind(to.as_millis())
+            .bind(channel.map(ChannelKind::as_str))
+            .fetch_one(&self.read)
+            .await?;
         let active: i64 = row.try_get("active")?;
         let handed_off: i64 = row.try_get("handed_off")?;
         Ok(ConversationActivity {
@@ -2631,6 +2634,29 @@ mod tests {
         assert_eq!(all.len(), 8);
         assert_eq!(summary(&all[..7]), summary(&whole));
         assert!(all[7].event.is_err());
+    }
+
+    #[tokio::test]
+    async fn containment_reads_the_periods_inbound_messages_by_time_not_every_message() {
+        let (_dir, store) = open().await;
+        // A constant's text with a prefix: nothing from outside goes in.
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {CONVERSATION_ACTIVITY}"
+        )))
+        .bind(0i64)
+        .bind(1i64)
+        .bind(None::<String>)
+        .fetch_all(&store.read)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+        assert!(
+            plan.iter().any(|step| step.starts_with("SEARCH m USING")
+                && step.contains("INDEX messages_inbound_by_time (created_at>? AND created_at<?)")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]
