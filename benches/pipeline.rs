@@ -317,11 +317,7 @@ async fn main() {
             "{} rows: one INSERT {t_one:.1?}, INSERTs of 5,000 {t_many:.1?}",
             rows.len()
         );
-        let _ = ch
-            .client()
-            .query(&format!("DROP DATABASE IF EXISTS {}", ch.database()))
-            .execute()
-            .await;
+        drop_database(&ch).await;
         return;
     }
     let mut shipped_rates = Vec::new();
